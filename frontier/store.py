@@ -1,0 +1,161 @@
+"""The frontier storage contract: leases over per-host queues, with an exact seen-set.
+
+Two backends implement it: `frontier.sqlite_store.SqliteStore` (embedded, the default) and
+`frontier.redis_store.RedisStore` (distributed). `tests/test_store_contract.py` runs one
+behavioural suite against both. All times are Unix seconds supplied by the caller: a store never
+reads the clock, so tests drive it with a fake one.
+
+Model
+-----
+* A URL is **seen** once `add` accepted it; it stays seen for `seen_ttl` seconds, after which
+  `add` may queue it again. Seen is the dedup truth; Bloom filters only sit in front of it.
+* Each URL belongs to one **host** (its politeness key). A host is *due* when it has a queued
+  URL, fewer than `concurrency` leases out, and `next_at <= now`.
+* `claim` leases URLs from due hosts (at most one per host per call) and returns `Lease`s. While
+  a host has `concurrency` leases out it is not due. Claiming also pushes the host's `next_at` to
+  `now + spacing` so that several leases on one host (concurrency > 1) start `spacing` apart.
+* `complete` ends leases: `done` (a record was written), `retry` (queue it again, not before
+  `retry_at`), or `dead` (dead-letter list). Each outcome also sets the host's `next_at` to at
+  least `host_due` and may add discovered links (dedup applies). A stale lease (reclaimed
+  meanwhile; its token no longer matches) is ignored and reported as such.
+* `release` hands leases back untouched (shutdown); the host keeps its `next_at`.
+
+Crash behaviour
+---------------
+Everything a call returned from survives a crash of the calling process once `flush` returned
+(backends may batch until then). Leases of a dead process are given back by `reclaim_expired`
+(Redis: after the lease TTL; embedded: every lease on open, since one process owns the folder).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+from crawler.urlitem import UrlItem
+
+
+@dataclass(slots=True, frozen=True)
+class HostLimits:
+    """Per-host knobs the store enforces: leases in flight, start spacing, and a page budget."""
+
+    concurrency: int = 1
+    spacing: float = 0.0
+    budget: int | None = None  # max URLs ever queued for this host; None = unlimited
+
+
+@dataclass(slots=True, frozen=True)
+class Lease:
+    """A URL handed to one worker; `token` fences late results after a reclaim."""
+
+    item: UrlItem
+    token: int
+    expires_at: float
+
+
+OutcomeKind = Literal["done", "retry", "dead"]
+
+
+@dataclass(slots=True)
+class Outcome:
+    """How a lease ended, plus the host's next due time and the links to add."""
+
+    lease: Lease
+    kind: OutcomeKind
+    host_due: float
+    retry_at: float = 0.0
+    error: dict[str, str] | None = None
+    links: Sequence[UrlItem] = field(default_factory=tuple)
+
+
+@dataclass(slots=True, frozen=True)
+class DeadLetter:
+    """A URL that used up its attempts, with the last error."""
+
+    item: UrlItem
+    error: dict[str, str] | None
+    died_at: float
+
+
+@dataclass(slots=True, frozen=True)
+class AddResult:
+    """What `add` did with a batch: queued, already seen, or over the host's budget."""
+
+    queued: int = 0
+    duplicates: int = 0
+    over_budget: int = 0
+
+
+@dataclass(slots=True, frozen=True)
+class Counts:
+    """A snapshot of the frontier's size."""
+
+    queued: int  # waiting, not leased (retries waiting for their time included)
+    leased: int
+    done: int
+    dead: int
+    hosts: int  # hosts with queued or leased URLs
+
+
+HostLimitsFn = Callable[[str], HostLimits]
+
+
+class FrontierStore(Protocol):
+    """The lease contract; see the module docstring for the model and crash behaviour."""
+
+    async def add(self, items: Sequence[UrlItem], now: float) -> AddResult:
+        """Queue each item whose URL is not seen (or whose seen entry expired), and mark it seen."""
+        ...
+
+    async def claim(self, now: float, limit: int) -> list[Lease]:
+        """Lease up to `limit` URLs from due hosts, at most one per host, oldest-due host first."""
+        ...
+
+    async def complete(self, outcomes: Sequence[Outcome], now: float) -> int:
+        """Apply outcomes; returns how many were stale (token mismatch) and ignored."""
+        ...
+
+    async def release(self, leases: Sequence[Lease], now: float) -> None:
+        """Give leases back unfetched, at the head of their host queue."""
+        ...
+
+    async def reclaim_expired(self, now: float) -> int:
+        """Requeue leases whose `expires_at` passed; returns how many."""
+        ...
+
+    async def next_due(self, now: float) -> float | None:
+        """Earliest time a claim could succeed (`now` if already), None when nothing is queued."""
+        ...
+
+    async def set_host_limits(self, host: str, limits: HostLimits) -> None:
+        """Change a host's limits (robots Crawl-delay learned, operator override)."""
+        ...
+
+    async def counts(self) -> Counts:
+        """Current queue sizes."""
+        ...
+
+    async def dead_letters(self, limit: int = 1000) -> list[DeadLetter]:
+        """Dead-lettered URLs, oldest first."""
+        ...
+
+    async def requeue_dead(self, error_type: str | None, now: float) -> int:
+        """Move dead letters (optionally only of one error type) back to their queues."""
+        ...
+
+    async def get_meta(self, key: str) -> str | None:
+        """Read a small value kept with the frontier (e.g. the output log's committed offset)."""
+        ...
+
+    async def set_meta(self, key: str, value: str) -> None:
+        """Write a small value, committed with the next `flush`."""
+        ...
+
+    async def flush(self) -> None:
+        """Make everything so far durable."""
+        ...
+
+    async def close(self) -> None:
+        """Flush and release resources."""
+        ...
