@@ -1,0 +1,86 @@
+"""Page analysis: extract fields and links from an HTML response, then SimHash near-dup detection."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from crawler.errors import CrawlError, ErrorType
+from crawler.extract import decode_html, extract, looks_like_html, scan_links_fallback
+from crawler.http import Response
+from crawler.ingest import Ingest
+from crawler.neardup import NearDupIndex, format_simhash, simhash64
+from crawler.urlnorm import normalize
+
+#: Pages with less visible text than this are fingerprinted but never called near-duplicates:
+#: near-empty pages (app shells, error stubs) all look alike and would hide real content.
+MIN_NEARDUP_TEXT = 200
+
+
+class PageAnalyzer:
+    """Fills a record's page fields and decides which links to follow."""
+
+    def __init__(
+        self,
+        ingest: Ingest,
+        neardup: NearDupIndex,
+        *,
+        product_token: str,
+        max_outlinks: int,
+        follow_near_duplicates: bool,
+    ) -> None:
+        self.ingest = ingest
+        self.neardup = neardup
+        self.token = product_token.lower()
+        self.max_outlinks = max_outlinks
+        self.follow_near_duplicates = follow_near_duplicates
+
+    def analyze(self, rec: dict[str, Any], resp: Response, final_url: str) -> tuple[CrawlError | None, list[str]]:
+        """Fill `rec` from an HTML body; returns (error, links to follow). Non-HTML is left unparsed."""
+        body = resp.body
+        ctype = resp.content_type
+        if resp.charset:
+            ctype = f"{ctype or 'text/html'}; charset={resp.charset}"
+        if not looks_like_html(body, ctype):
+            return None, []
+        html = decode_html(body, ctype)
+        try:
+            page = extract(html, self.token)
+        except Exception as exc:  # a parser bug must cost one page, never the worker
+            links = self.ingest.normalize_links(scan_links_fallback(html)[: self.max_outlinks], final_url)
+            rec["links"] = links
+            rec["links_followed"] = True
+            return CrawlError(ErrorType.PARSE_ERROR, f"{type(exc).__name__}: {exc}"), links
+        base = final_url
+        if page.base_href:
+            try:
+                base = normalize(page.base_href, final_url)
+            except CrawlError:
+                pass
+        links = self.ingest.normalize_links(page.links[: self.max_outlinks], base)
+        canonical = page.canonical
+        if canonical:
+            try:
+                canonical = normalize(canonical, base)
+            except CrawlError:
+                pass
+        fp = simhash64(page.text)
+        dup: str | None = None
+        if len(page.text) >= MIN_NEARDUP_TEXT:
+            dup = self.neardup.find(fp)
+            if dup is None:
+                self.neardup.add(fp, rec["url"])
+            elif dup == rec["url"]:
+                dup = None
+        follow = not page.nofollow and (dup is None or self.follow_near_duplicates)
+        rec.update(
+            title=page.title,
+            description=page.description,
+            canonical=canonical,
+            meta_robots=page.meta_robots,
+            links=links,
+            links_followed=follow,
+            simhash=format_simhash(fp),
+            text_chars=len(page.text),
+            near_duplicate_of=dup,
+        )
+        return None, links if follow else []

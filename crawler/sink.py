@@ -1,0 +1,67 @@
+"""The output log: one JSON line per URL that reached a final outcome.
+
+Lines are buffered and written on `flush`, which returns the file offset the frontier then commits.
+After a crash, lines past the committed offset are records whose frontier state was lost: `tail`
+reads them back so the crawler can finish those URLs without fetching or recording them twice.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+
+class RecordLog:
+    """Append-only JSONL file with buffered writes and crash-tail recovery."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._buf: list[bytes] = []
+        self._fh = open(path, "ab")  # noqa: SIM115 - owned by this object, closed in close()
+        self.offset = self._fh.tell()
+
+    def write(self, record: dict[str, Any]) -> None:
+        """Queue one record; it reaches the file on the next `flush`."""
+        self._buf.append(orjson.dumps(record) + b"\n")
+
+    def flush(self) -> int:
+        """Write queued records; returns the new end offset (what the frontier may commit)."""
+        if self._buf:
+            data = b"".join(self._buf)
+            self._buf.clear()
+            self._fh.write(data)
+            self._fh.flush()
+            self.offset += len(data)
+        return self.offset
+
+    def close(self) -> None:
+        """Flush and close the file."""
+        if not self._fh.closed:
+            self.flush()
+            os.fsync(self._fh.fileno())
+            self._fh.close()
+
+    @staticmethod
+    def recover_tail(path: Path, committed: int) -> list[dict[str, Any]]:
+        """Records after `committed`; a torn last line (killed mid-write) is cut off the file."""
+        if not path.exists():
+            return []
+        size = path.stat().st_size
+        if size <= committed:
+            return []
+        with open(path, "rb+") as fh:
+            fh.seek(committed)
+            data = fh.read()
+            end = data.rfind(b"\n") + 1
+            if end < len(data):
+                fh.truncate(committed + end)
+        records: list[dict[str, Any]] = []
+        for line in data[:end].splitlines():
+            try:
+                records.append(orjson.loads(line))
+            except orjson.JSONDecodeError:
+                continue  # a torn line in the middle can only come from a foreign writer; skip it
+        return records

@@ -1,0 +1,328 @@
+"""The owning worker: claims due hosts from the frontier, fetches, extracts, records, acknowledges.
+
+Delivery: a record is appended to the output log first; the lease's outcome is applied to the
+store only after the log was flushed, and the store commits the log offset with it. A crash
+therefore leaves the store at most *behind* the log; the records past the committed offset are
+read back on start (`replay`) and finish their URLs without a second fetch or a second record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
+from crawler.config import Config, HostSettings
+from crawler.errors import RETRYABLE, CrawlError, ErrorType
+from crawler.fetch import PageFetch, PageFetcher
+from crawler.ingest import Ingest
+from crawler.page import PageAnalyzer
+from crawler.robots import RobotsRules
+from crawler.sink import RecordLog
+from crawler.stats import Stats, write_json_atomic
+from crawler.urlitem import UrlItem
+from frontier.politeness import HostPace, PaceRules, next_due
+from frontier.store import FrontierStore, HostLimits, Lease, Outcome, OutcomeKind
+
+log = logging.getLogger("crawler.worker")
+
+#: HTTP statuses worth another attempt (RFC 9110: the server may succeed later).
+RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+ACK_INTERVAL = 0.05  # seconds between applying finished leases to the store
+COMMIT_INTERVAL = 0.5  # seconds between durable commits (and stats.json writes)
+
+
+def iso_utc(ts: float) -> str:
+    """ISO 8601 UTC with milliseconds, e.g. 2026-11-28T02:13:37.123Z."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts * 1000) % 1000:03d}Z"
+
+
+class Worker:
+    """Runs the claim → fetch → extract → record → ack loop until the frontier is empty or stopped."""
+
+    def __init__(
+        self,
+        *,
+        config: Config,
+        store: FrontierStore,
+        fetcher: PageFetcher,
+        ingest: Ingest,
+        analyzer: PageAnalyzer,
+        sink: RecordLog,
+        stats: Stats,
+        stats_path: Any = None,
+        replay: dict[str, dict[str, Any]] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.fetcher = fetcher
+        self.ingest = ingest
+        self.analyzer = analyzer
+        self.sink = sink
+        self.stats = stats
+        self.stats_path = stats_path
+        self.replay = replay or {}
+        self.clock = clock
+        self.tasks: dict[asyncio.Task[None], Lease] = {}
+        self._pending: list[Outcome] = []
+        self._paces: dict[str, HostPace] = {}
+        self._crawl_delays: dict[str, float | None] = {}
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self.finished = False
+
+    # ---- lifecycle -------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Stop claiming; `run` drains what is in flight and returns."""
+        self._stopping = True
+        self._wake.set()
+
+    def _limit_reached(self) -> bool:
+        cap = self.config.crawl.max_pages
+        return bool(cap) and self.stats.c["pages"] + len(self.tasks) >= cap
+
+    async def run(self, drain_timeout: float = 10.0) -> None:
+        """Crawl until nothing is queued (or max_pages / stop); always leaves the store committed."""
+        committer = asyncio.create_task(self._commit_loop())
+        try:
+            await self._claim_loop()
+            if self.tasks:
+                done, _ = await asyncio.wait(list(self.tasks), timeout=drain_timeout)
+        finally:
+            leftover = [lease for task, lease in self.tasks.items() if not task.done()]
+            for task in list(self.tasks):
+                task.cancel()
+            if self.tasks:
+                await asyncio.gather(*self.tasks, return_exceptions=True)
+            committer.cancel()
+            await asyncio.gather(committer, return_exceptions=True)
+            await self._apply_pending()
+            if leftover:
+                await self.store.release(leftover, self.clock())
+            await self.commit()
+
+    async def _claim_loop(self) -> None:
+        concurrency = self.config.crawl.concurrency
+        while not self._stopping:
+            await self._apply_pending()
+            now = self.clock()
+            free = concurrency - len(self.tasks)
+            cap = self.config.crawl.max_pages
+            if cap:
+                free = min(free, cap - self.stats.c["pages"] - len(self.tasks))
+            leases = await self.store.claim(now, free) if free > 0 else []
+            for lease in leases:
+                task = asyncio.create_task(self._process(lease))
+                self.tasks[task] = lease
+                task.add_done_callback(self._task_done)
+            if leases and len(leases) == free:
+                await asyncio.sleep(0)
+                continue
+            if self._limit_reached() and not self.tasks:
+                self.finished = True
+                return
+            wait = 1.0
+            if free > 0:
+                due = await self.store.next_due(now)
+                if due is None and not self.tasks and not self._pending:
+                    self.finished = True
+                    return
+                if due is not None:
+                    wait = min(wait, max(due - now, 0.005 if not leases else 0.0))
+            self._wake.clear()
+            if wait > 0:
+                try:
+                    await asyncio.wait_for(self._wake.wait(), wait)
+                except TimeoutError:
+                    pass
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self.tasks.pop(task, None)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("worker task failed", exc_info=task.exception())
+        self._wake.set()
+
+    async def _commit_loop(self) -> None:
+        last_commit = 0.0
+        while True:
+            await asyncio.sleep(ACK_INTERVAL)
+            await self._apply_pending()
+            if time.monotonic() - last_commit >= COMMIT_INTERVAL:
+                await self.commit()
+                last_commit = time.monotonic()
+
+    async def _apply_pending(self) -> None:
+        if not self._pending:
+            return
+        offset = self.sink.flush()  # records reach the log before their leases are acknowledged
+        outcomes, self._pending = self._pending, []
+        await self.store.complete(outcomes, self.clock())
+        await self.store.set_meta("log_offset", str(offset))
+        self._wake.set()
+
+    async def commit(self) -> None:
+        """Flush the log, commit the store with the log offset and counters, write stats.json."""
+        await self._apply_pending()
+        offset = self.sink.flush()
+        snap = self.stats.snapshot()
+        await self.store.set_meta("log_offset", str(offset))
+        await self.store.set_meta("stats", orjson.dumps(snap).decode())
+        await self.store.flush()
+        if self.stats_path is not None:
+            counts = await self.store.counts()
+            snap.update(queued=counts.queued, in_flight=counts.leased, hosts=counts.hosts,
+                        finished=self.finished)
+            write_json_atomic(self.stats_path, snap)
+
+    # ---- one lease -------------------------------------------------------------------------
+
+    def _pace_rules(self, settings: HostSettings, crawl_delay: float | None) -> PaceRules:
+        p = self.config.politeness
+        return PaceRules(settings.delay, crawl_delay, p.retry_after_max, p.max_backoff_delay)
+
+    async def _process(self, lease: Lease) -> None:
+        item = lease.item
+        record = self.replay.pop(item.url, None)
+        if record is not None:
+            self._finish_replayed(lease, record)
+            return
+        settings = self.config.for_host(item.host)
+        pace = self._paces.get(item.host, HostPace())
+
+        def delay_for(rules: RobotsRules) -> float:
+            return self._pace_rules(settings, rules.crawl_delay).base_delay + pace.backoff
+
+        started = self.clock()
+        try:
+            pf = await self.fetcher.fetch(item.url, item.depth, delay_for)
+        except CrawlError as exc:  # defensive: the fetcher reports errors in its result
+            pf = PageFetch(url=item.url, final_url=item.url, error=exc)
+        now = self.clock()
+        crawl_delay = pf.rules.crawl_delay if pf.rules else None
+        await self._learn_crawl_delay(item.host, settings, crawl_delay)
+        resp = pf.response
+        if resp is not None:
+            self.stats.incr("fetched")
+            self.stats.incr("bytes", len(resp.body))
+            host_due, pace = next_due(
+                self._pace_rules(settings, crawl_delay), pace, now=now, status=resp.status,
+                retry_after=resp.retry_after,
+            )
+            self._paces[item.host] = pace
+        else:
+            host_due = now + (delay_for(pf.rules) if pf.rules and pf.error is not None
+                              and pf.error.type in RETRYABLE else 0.0)
+        if pf.robots_unavailable and pf.rules is not None:
+            self._retry_or_die(lease, pf, started, host_due=pf.rules.expires_at,
+                               retry_at=pf.rules.expires_at)
+            return
+        retryable = (pf.error is not None and pf.error.type in RETRYABLE) or (
+            pf.error is None and resp is not None and resp.status in RETRY_STATUSES
+        )
+        if retryable:
+            self._retry_or_die(lease, pf, started, host_due=host_due)
+            return
+        rec, links = self._build_record(item, pf, started)
+        self._write(lease, rec, links, host_due, kind="done")
+
+    async def _learn_crawl_delay(self, host: str, settings: HostSettings, crawl_delay: float | None) -> None:
+        if self._crawl_delays.get(host, -1.0) == crawl_delay:
+            return
+        self._crawl_delays[host] = crawl_delay
+        spacing = max(settings.delay, crawl_delay or 0.0)
+        await self.store.set_host_limits(host, HostLimits(settings.concurrency, spacing, settings.max_pages))
+
+    def _retry_or_die(
+        self, lease: Lease, pf: PageFetch, started: float, *, host_due: float, retry_at: float | None = None
+    ) -> None:
+        item = lease.item
+        attempts = item.attempts + 1
+        fetch = self.config.fetch
+        if attempts < fetch.max_attempts:
+            if retry_at is None:
+                backoff = fetch.retry_backoff[min(attempts, len(fetch.retry_backoff)) - 1] \
+                    if fetch.retry_backoff else 0.0
+                retry_at = max(host_due, self.clock() + backoff * random.uniform(0.8, 1.2))
+            self.stats.incr("retries")
+            self._pending.append(Outcome(lease, "retry", host_due, retry_at=retry_at))
+            return
+        rec, _ = self._build_record(item, pf, started)
+        rec["dead_letter"] = True
+        self.stats.incr("dead_letters")
+        self._write(lease, rec, [], host_due, kind="dead")
+
+    def _build_record(self, item: UrlItem, pf: PageFetch, started: float) -> tuple[dict[str, Any], list[str]]:
+        resp = pf.response
+        error = pf.error
+        rec: dict[str, Any] = {
+            "url": item.url,
+            "final_url": pf.final_url,
+            "status": resp.status if resp is not None else None,
+            "content_type": resp.content_type if resp is not None else None,
+            "depth": item.depth,
+            "fetched_at": iso_utc(started),
+            "elapsed_ms": round(resp.elapsed_ms, 1) if resp is not None else None,
+            "title": None,
+            "description": None,
+            "canonical": None,
+            "meta_robots": None,
+            "links": [],
+            "links_followed": False,
+            "simhash": None,
+            "text_chars": 0,
+            "near_duplicate_of": None,
+            "rendered": False,
+            "redirects": pf.hops,
+            "redirect_to": pf.redirect_to,
+            "bytes": len(resp.body) if resp is not None else 0,
+            "error": None,
+            "attempts": item.attempts + 1,
+            "dead_letter": False,
+        }
+        follow: list[str] = []
+        if pf.redirect_to is not None:
+            follow = [pf.redirect_to]
+            rec["links"] = follow
+            rec["links_followed"] = True
+            self.stats.incr("redirects")
+        elif resp is not None and error is None:
+            if resp.status >= 400:
+                error = CrawlError(ErrorType.HTTP_ERROR, f"HTTP {resp.status}")
+            elif 200 <= resp.status < 300:
+                error, follow = self.analyzer.analyze(rec, resp, pf.final_url)
+        if error is not None:
+            rec["error"] = error.as_dict()
+            self.stats.errors[error.type.value] += 1
+            if error.type is ErrorType.ROBOTS_DISALLOWED:
+                self.stats.incr("robots_disallowed")
+        return rec, follow
+
+    def _write(
+        self, lease: Lease, rec: dict[str, Any], follow: list[str], host_due: float, kind: OutcomeKind
+    ) -> None:
+        self.sink.write(rec)
+        self._count_record(rec)
+        links = self.ingest.admit(follow, lease.item.depth + 1) if follow else []
+        self._pending.append(Outcome(lease, kind, host_due, error=rec["error"], links=links))
+
+    def _count_record(self, rec: dict[str, Any]) -> None:
+        self.stats.incr("pages")
+        if rec.get("error") is not None:
+            self.stats.incr("failed")
+        if rec.get("near_duplicate_of"):
+            self.stats.incr("near_duplicates")
+
+    def _finish_replayed(self, lease: Lease, rec: dict[str, Any]) -> None:
+        """A record written before a crash whose ack was lost: finish it without refetching."""
+        self._count_record(rec)
+        follow = rec.get("links") or [] if rec.get("links_followed") else []
+        links = self.ingest.admit(follow, lease.item.depth + 1) if follow else []
+        kind = "dead" if rec.get("dead_letter") else "done"
+        self._pending.append(Outcome(lease, kind, self.clock(), error=rec.get("error"), links=links))

@@ -1,0 +1,576 @@
+"""The embedded frontier: `FrontierStore` on one SQLite file owned by one process.
+
+Durability: WAL journal, `synchronous=NORMAL`, one connection, one open transaction. Mutating calls
+only run statements inside that transaction; `flush` commits it (state and meta together). A killed
+process therefore loses exactly what came after its last `flush`; a power loss may additionally lose
+the last few commits (NORMAL does not fsync the WAL on every commit), never corrupts the file.
+
+The file is locked exclusively while open (`locking_mode=EXCLUSIVE`): a second process (or store)
+opening it gets `ConfigError`, because opening hands back every lease and would steal live work.
+
+Decisions the contract leaves open:
+* Seen entries are keyed by a signed 64-bit xxh3 of the URL (a false "seen" needs a 64-bit collision).
+* A URL over its host's budget is counted in `over_budget` and NOT marked seen, so raising the
+  budget later admits it when it is discovered again.
+* An expired seen entry makes a URL addable again even if an old copy still waits in the queue.
+* A stale outcome (token no longer leased) changes nothing, but its links are still added.
+* `next_due` returns `math.inf` when URLs are queued but every such host is at its concurrency
+  limit: no time helps, only a `complete`/`release`/`reclaim_expired` can.
+* Retries keep their queue position (their id) and become eligible at `retry_at`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+import orjson
+from xxhash import xxh3_64_intdigest
+
+from crawler.errors import ConfigError
+from crawler.urlitem import UrlItem
+from frontier.store import (
+    AddResult,
+    Counts,
+    DeadLetter,
+    HostLimits,
+    HostLimitsFn,
+    Lease,
+    Outcome,
+)
+
+__all__ = ["DB_FILENAME", "SqliteStore", "url_key"]
+
+#: The database file's name when `open` is given a directory.
+DB_FILENAME = "frontier.sqlite3"
+
+_SCHEMA_VERSION = 1
+_U64 = 1 << 64
+_I64_MAX = (1 << 63) - 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS seen (h INTEGER PRIMARY KEY, at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS hosts (
+    hid INTEGER PRIMARY KEY,
+    host TEXT NOT NULL UNIQUE,
+    next_at REAL NOT NULL,      -- scheduling key: a lower bound of when the host is due
+    polite_at REAL NOT NULL,    -- politeness alone: claim spacing and outcomes' host_due
+    inflight INTEGER NOT NULL,
+    queued INTEGER NOT NULL,    -- unleased rows in queue, waiting retries included
+    concurrency INTEGER NOT NULL,
+    spacing REAL NOT NULL,
+    budget INTEGER,
+    admitted INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS hosts_due ON hosts (next_at) WHERE queued > 0 AND inflight < concurrency;
+CREATE INDEX IF NOT EXISTS hosts_active ON hosts (hid) WHERE queued > 0 OR inflight > 0;
+CREATE TABLE IF NOT EXISTS queue (
+    id INTEGER PRIMARY KEY,
+    hid INTEGER NOT NULL,
+    url TEXT NOT NULL,
+    depth INTEGER NOT NULL,
+    attempts INTEGER NOT NULL,
+    not_before REAL NOT NULL,
+    token INTEGER,
+    expires_at REAL
+);
+CREATE INDEX IF NOT EXISTS queue_ready ON queue (hid, id, not_before) WHERE token IS NULL;
+CREATE UNIQUE INDEX IF NOT EXISTS queue_leased ON queue (token) WHERE token IS NOT NULL;
+CREATE TABLE IF NOT EXISTS dead (
+    id INTEGER PRIMARY KEY,
+    hid INTEGER NOT NULL,
+    url TEXT NOT NULL,
+    depth INTEGER NOT NULL,
+    attempts INTEGER NOT NULL,
+    error TEXT,
+    error_type TEXT,
+    died_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS stats (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    token INTEGER NOT NULL,
+    done INTEGER NOT NULL,
+    queued INTEGER NOT NULL,
+    leased INTEGER NOT NULL,
+    dead INTEGER NOT NULL
+);
+INSERT OR IGNORE INTO stats VALUES (1, 0, 0, 0, 0, 0);
+"""
+
+# The hosts_due / hosts_active predicates are repeated verbatim so SQLite picks the partial indexes.
+_DUE_HOSTS = (
+    "SELECT hid, host, polite_at, spacing FROM hosts"
+    " WHERE queued > 0 AND inflight < concurrency AND next_at <= ? ORDER BY next_at, hid LIMIT ?"
+)
+_FIRST_DUE_HOST = (
+    "SELECT hid, next_at, polite_at FROM hosts"
+    " WHERE queued > 0 AND inflight < concurrency ORDER BY next_at, hid LIMIT 1"
+)
+_OLDEST_ELIGIBLE = (
+    "SELECT id, url, depth, attempts FROM queue"
+    " WHERE hid = ? AND token IS NULL AND not_before <= ? ORDER BY id LIMIT 1"
+)
+_HAS_ELIGIBLE = "SELECT 1 FROM queue WHERE hid = ? AND token IS NULL AND not_before <= ? LIMIT 1"
+_EARLIEST_NOT_BEFORE = "SELECT min(not_before) FROM queue WHERE hid = ? AND token IS NULL"
+_SEEN_FRESH = "SELECT h FROM seen WHERE h IN (SELECT value FROM json_each(?)) AND at >= ?"
+_HOSTS_BY_NAME = (
+    "SELECT host, hid, budget, admitted FROM hosts WHERE host IN (SELECT value FROM json_each(?))"
+)
+_INSERT_HOST = (
+    "INSERT INTO hosts (host, next_at, polite_at, inflight, queued, concurrency, spacing, budget, admitted)"
+    " VALUES (?, 0, 0, 0, 0, ?, ?, ?, 0) RETURNING hid"
+)
+_LEASED_BY_TOKEN = (
+    "SELECT token, id, hid FROM queue WHERE token IN (SELECT value FROM json_each(?)) AND token IS NOT NULL"
+)
+_UNLEASE = "UPDATE queue SET token = NULL, expires_at = NULL WHERE id = ?"
+# A row put back unleased is eligible now, so next_at falls to the host's politeness time.
+_HOST_UNLEASED = (
+    "UPDATE hosts SET inflight = inflight - ?1, queued = queued + ?1, next_at = polite_at WHERE hid = ?2"
+)
+_BUMP_STATS = (
+    "UPDATE stats SET queued = queued + ?, leased = leased + ?, done = done + ?, dead = dead + ? WHERE id = 1"
+)
+
+
+def url_key(url: str) -> int:
+    """The seen-set key of a URL: xxh3-64 of its UTF-8 bytes as a signed int64 (SQLite's integer)."""
+    h = xxh3_64_intdigest(url.encode("utf-8", "surrogatepass"))
+    return h - _U64 if h > _I64_MAX else h
+
+
+def _db_path(path: str | os.PathLike[str]) -> Path:
+    p = Path(path)
+    return p / DB_FILENAME if p.is_dir() else p
+
+
+class SqliteStore:
+    """`FrontierStore` on SQLite; see the module docstring for durability and open decisions."""
+
+    def __init__(
+        self, db: sqlite3.Connection, path: Path, host_limits: HostLimitsFn, seen_ttl: float, lease_ttl: float
+    ) -> None:
+        # Use `SqliteStore.open`; this only wires an already prepared connection.
+        self._db = db
+        self.path = path
+        self._host_limits = host_limits
+        self._seen_ttl = seen_ttl
+        self._lease_ttl = lease_ttl
+        self._token: int = db.execute("SELECT token FROM stats WHERE id = 1").fetchone()[0]
+        self._closed = False
+
+    # ---------------------------------------------------------------- lifecycle
+
+    @classmethod
+    async def open(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        host_limits: HostLimitsFn,
+        seen_ttl: float = 7 * 86400,
+        lease_ttl: float = 600,
+        fresh: bool = False,
+    ) -> SqliteStore:
+        """Open (or create) the store at `path` (a file, or a directory holding `DB_FILENAME`).
+
+        Every lease left by a previous process is handed back; `fresh=True` deletes the data first.
+        """
+        db_path = _db_path(path)
+        db_path.parent.mkdir(parents=True, exist_ok=True)
+        if fresh:
+            for suffix in ("", "-wal", "-shm", "-journal"):
+                with suppress(FileNotFoundError):
+                    os.unlink(f"{db_path}{suffix}")
+        db = sqlite3.connect(db_path, isolation_level=None, timeout=0.2, cached_statements=256)
+        try:
+            _prepare(db, db_path)
+        except BaseException:
+            db.close()
+            raise
+        return cls(db, db_path, host_limits, seen_ttl, lease_ttl)
+
+    async def __aenter__(self) -> SqliteStore:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def flush(self) -> None:
+        """Commit everything since the last flush (state and meta) in one transaction."""
+        if self._db.in_transaction:
+            self._db.execute("COMMIT")
+
+    async def close(self) -> None:
+        """Flush and close the database; further calls fail."""
+        if self._closed:
+            return
+        await self.flush()
+        self._db.close()
+        self._closed = True
+
+    @contextmanager
+    def _op(self) -> Iterator[sqlite3.Connection]:
+        # One savepoint per call: a call that raises half-way leaves nothing behind for the next flush.
+        db = self._db
+        if not db.in_transaction:
+            db.execute("BEGIN")
+        db.execute("SAVEPOINT op")
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK TO op")
+            db.execute("RELEASE op")
+            raise
+        db.execute("RELEASE op")
+
+    # ---------------------------------------------------------------- contract
+
+    async def add(self, items: Sequence[UrlItem], now: float) -> AddResult:
+        """Queue each item whose URL is not seen (or whose seen entry expired), and mark it seen."""
+        if not items:
+            return AddResult()
+        with self._op() as db:
+            return self._add(db, items, now)
+
+    async def claim(self, now: float, limit: int) -> list[Lease]:
+        """Lease up to `limit` URLs from due hosts, at most one per host, oldest-due host first."""
+        if limit <= 0:
+            return []
+        with self._op() as db:
+            return self._claim(db, now, limit)
+
+    async def complete(self, outcomes: Sequence[Outcome], now: float) -> int:
+        """Apply outcomes; returns how many were stale (token mismatch) and ignored."""
+        if not outcomes:
+            return 0
+        with self._op() as db:
+            return self._complete(db, outcomes, now)
+
+    async def release(self, leases: Sequence[Lease], now: float) -> None:
+        """Give leases back unfetched, at their old place (the head) of their host queue."""
+        if not leases:
+            return
+        with self._op() as db:
+            found = db.execute(_LEASED_BY_TOKEN, (orjson.dumps([x.token for x in leases]),)).fetchall()
+            self._unlease(db, [(row_id, hid) for _, row_id, hid in found])
+
+    async def reclaim_expired(self, now: float) -> int:
+        """Requeue leases whose `expires_at` is at or before `now`; returns how many."""
+        with self._op() as db:
+            rows = db.execute(
+                "SELECT id, hid FROM queue WHERE token IS NOT NULL AND expires_at <= ?", (now,)
+            ).fetchall()
+            self._unlease(db, rows)
+            return len(rows)
+
+    async def next_due(self, now: float) -> float | None:
+        """Earliest time a claim could succeed (`now` if already), None when nothing is queued.
+
+        `math.inf` when URLs are queued but all their hosts are at their concurrency limit.
+        """
+        with self._op() as db:
+            while True:
+                row = db.execute(_FIRST_DUE_HOST).fetchone()
+                if row is None:
+                    queued = db.execute("SELECT queued FROM stats WHERE id = 1").fetchone()[0]
+                    return math.inf if queued > 0 else None
+                hid, next_at, polite_at = row
+                at = max(next_at, now)
+                # next_at is a lower bound; it is exact once some URL is eligible by then.
+                if db.execute(_HAS_ELIGIBLE, (hid, at)).fetchone() is not None:
+                    return at
+                earliest = db.execute(_EARLIEST_NOT_BEFORE, (hid,)).fetchone()[0]
+                db.execute("UPDATE hosts SET next_at = ? WHERE hid = ?", (max(polite_at, earliest), hid))
+
+    async def set_host_limits(self, host: str, limits: HostLimits) -> None:
+        """Change a host's limits (robots Crawl-delay learned, operator override)."""
+        with self._op() as db:
+            db.execute(
+                "INSERT INTO hosts (host, next_at, polite_at, inflight, queued, concurrency, spacing,"
+                " budget, admitted) VALUES (?1, 0, 0, 0, 0, ?2, ?3, ?4, 0) ON CONFLICT (host) DO UPDATE"
+                " SET concurrency = ?2, spacing = ?3, budget = ?4",
+                (host, _concurrency(limits), float(limits.spacing), limits.budget),
+            )
+
+    async def counts(self) -> Counts:
+        """Current queue sizes."""
+        queued, leased, done, dead = self._db.execute(
+            "SELECT queued, leased, done, dead FROM stats WHERE id = 1"
+        ).fetchone()
+        (hosts,) = self._db.execute("SELECT count(*) FROM hosts WHERE queued > 0 OR inflight > 0").fetchone()
+        return Counts(queued=queued, leased=leased, done=done, dead=dead, hosts=hosts)
+
+    async def dead_letters(self, limit: int = 1000) -> list[DeadLetter]:
+        """Dead-lettered URLs, oldest first."""
+        rows = self._db.execute(
+            "SELECT d.url, h.host, d.depth, d.attempts, d.error, d.died_at"
+            " FROM dead AS d JOIN hosts AS h USING (hid) ORDER BY d.id LIMIT ?",
+            (limit,),
+        ).fetchall()
+        return [
+            DeadLetter(
+                item=UrlItem(url=url, host=host, depth=depth, attempts=attempts),
+                error=orjson.loads(error) if error is not None else None,
+                died_at=died_at,
+            )
+            for url, host, depth, attempts, error, died_at in rows
+        ]
+
+    async def requeue_dead(self, error_type: str | None, now: float) -> int:
+        """Move dead letters (optionally only of one error type) to the tail of their queues, attempts 0."""
+        where, args = ("", ()) if error_type is None else (" WHERE error_type = ?", (str(error_type),))
+        with self._op() as db:
+            per_host = db.execute(f"SELECT hid, count(*) FROM dead{where} GROUP BY hid", args).fetchall()
+            if not per_host:
+                return 0
+            db.execute(
+                "INSERT INTO queue (hid, url, depth, attempts, not_before)"
+                f" SELECT hid, url, depth, 0, 0 FROM dead{where} ORDER BY id",
+                args,
+            )
+            db.execute(f"DELETE FROM dead{where}", args)
+            db.executemany(
+                "UPDATE hosts SET queued = queued + ?, next_at = polite_at WHERE hid = ?",
+                [(n, hid) for hid, n in per_host],
+            )
+            moved = sum(n for _, n in per_host)
+            db.execute(_BUMP_STATS, (moved, 0, 0, -moved))
+            return moved
+
+    async def get_meta(self, key: str) -> str | None:
+        """Read a small value kept with the frontier (e.g. the output log's committed offset)."""
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else row[0]
+
+    async def set_meta(self, key: str, value: str) -> None:
+        """Write a small value, committed with the next `flush`."""
+        with self._op() as db:
+            db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+    # ---------------------------------------------------------------- internals
+
+    def _add(self, db: sqlite3.Connection, items: Sequence[UrlItem], now: float) -> AddResult:
+        fresh: dict[int, UrlItem] = {}
+        for item in items:
+            fresh.setdefault(url_key(item.url), item)
+        duplicates = len(items) - len(fresh)
+        seen = db.execute(_SEEN_FRESH, (orjson.dumps(list(fresh)), now - self._seen_ttl)).fetchall()
+        for (h,) in seen:
+            del fresh[h]
+        duplicates += len(seen)
+        if not fresh:
+            return AddResult(duplicates=duplicates)
+
+        hosts: dict[str, _HostRec] = {
+            host: _HostRec(hid, budget, admitted)
+            for host, hid, budget, admitted in db.execute(
+                _HOSTS_BY_NAME, (orjson.dumps(list({item.host for item in fresh.values()})),)
+            )
+        }
+        seen_rows: list[tuple[int, float]] = []
+        queue_rows: list[tuple[int, str, int, int]] = []
+        over_budget = 0
+        for h, item in fresh.items():
+            rec = hosts.get(item.host)
+            if rec is None:
+                limits = self._host_limits(item.host)
+                (hid,) = db.execute(
+                    _INSERT_HOST, (item.host, _concurrency(limits), float(limits.spacing), limits.budget)
+                ).fetchone()
+                rec = hosts[item.host] = _HostRec(hid, limits.budget, 0)
+            if rec.budget is not None and rec.admitted >= rec.budget:
+                over_budget += 1
+                continue
+            rec.admitted += 1
+            rec.added += 1
+            seen_rows.append((h, now))
+            queue_rows.append((rec.hid, item.url, item.depth, item.attempts))
+        if queue_rows:
+            db.executemany("INSERT OR REPLACE INTO seen (h, at) VALUES (?, ?)", seen_rows)
+            db.executemany(
+                "INSERT INTO queue (hid, url, depth, attempts, not_before) VALUES (?, ?, ?, ?, 0)", queue_rows
+            )
+            # New rows are eligible at once, so the host is due as soon as politeness allows.
+            db.executemany(
+                "UPDATE hosts SET queued = queued + ?1, admitted = admitted + ?1, next_at = polite_at"
+                " WHERE hid = ?2",
+                [(rec.added, rec.hid) for rec in hosts.values() if rec.added],
+            )
+            db.execute(_BUMP_STATS, (len(queue_rows), 0, 0, 0))
+        return AddResult(queued=len(queue_rows), duplicates=duplicates, over_budget=over_budget)
+
+    def _claim(self, db: sqlite3.Connection, now: float, limit: int) -> list[Lease]:
+        leases: list[Lease] = []
+        claimed: set[int] = set()
+        expires_at = now + self._lease_ttl
+        while len(leases) < limit:
+            # Hosts claimed earlier in this call may come back (still due): fetch past them.
+            asked = limit - len(leases) + len(claimed)
+            rows = db.execute(_DUE_HOSTS, (now, asked)).fetchall()
+            lease_rows: list[tuple[int, float, int]] = []
+            host_rows: list[tuple[float, int]] = []
+            parked: list[tuple[float, int]] = []
+            for hid, host, polite_at, spacing in rows:
+                if hid in claimed:
+                    continue  # concurrency > 1 with no spacing: still due, but one per host per call
+                row = db.execute(_OLDEST_ELIGIBLE, (hid, now)).fetchone()
+                if row is None:
+                    # Only retries waiting for their time: park the host until the earliest one, so
+                    # later claims do not scan it again.
+                    earliest = db.execute(_EARLIEST_NOT_BEFORE, (hid,)).fetchone()[0]
+                    parked.append((max(polite_at, earliest), hid))
+                    continue
+                row_id, url, depth, attempts = row
+                self._token += 1
+                lease_rows.append((self._token, expires_at, row_id))
+                host_rows.append((now + spacing, hid))
+                claimed.add(hid)
+                leases.append(Lease(UrlItem(url, host, depth, attempts), self._token, expires_at))
+                if len(leases) == limit:
+                    break
+            db.executemany("UPDATE queue SET token = ?, expires_at = ? WHERE id = ?", lease_rows)
+            db.executemany(
+                "UPDATE hosts SET inflight = inflight + 1, queued = queued - 1, polite_at = ?1, next_at = ?1"
+                " WHERE hid = ?2",
+                host_rows,
+            )
+            db.executemany("UPDATE hosts SET next_at = ? WHERE hid = ?", parked)
+            if not parked or len(rows) < asked:
+                break  # nothing parked means the batch is full; a short answer means no more due hosts
+        if leases:
+            db.execute(_BUMP_STATS, (-len(leases), len(leases), 0, 0))
+            db.execute("UPDATE stats SET token = ? WHERE id = 1", (self._token,))
+        return leases
+
+    def _complete(self, db: sqlite3.Connection, outcomes: Sequence[Outcome], now: float) -> int:
+        leased = {
+            token: (row_id, hid)
+            for token, row_id, hid in db.execute(
+                _LEASED_BY_TOKEN, (orjson.dumps([o.lease.token for o in outcomes]),)
+            )
+        }
+        stale = 0
+        links: list[UrlItem] = []
+        done_ids: list[tuple[int]] = []
+        retry_rows: list[tuple[float, int]] = []
+        dead_rows: list[tuple[str | None, str | None, float, int]] = []
+        # hid -> [leases ended, requeued, max host_due, min retry_at]
+        per_host: dict[int, list[float]] = {}
+        for o in outcomes:
+            links.extend(o.links)
+            found = leased.pop(o.lease.token, None)  # pop: a token repeated in one call is stale
+            if found is None:
+                stale += 1
+                continue
+            row_id, hid = found
+            agg = per_host.get(hid)
+            if agg is None:
+                agg = per_host[hid] = [0, 0, o.host_due, math.inf]
+            agg[0] += 1
+            agg[2] = max(agg[2], o.host_due)
+            if o.kind == "done":
+                done_ids.append((row_id,))
+            elif o.kind == "retry":
+                retry_rows.append((o.retry_at, row_id))
+                agg[1] += 1
+                agg[3] = min(agg[3], o.retry_at)
+            elif o.kind == "dead":
+                error = None if o.error is None else orjson.dumps(o.error).decode()
+                etype = None if o.error is None else o.error.get("type")
+                dead_rows.append((error, etype, now, row_id))
+            else:
+                raise ValueError(f"unknown outcome kind {o.kind!r}")
+
+        db.executemany("DELETE FROM queue WHERE id = ?", done_ids)
+        db.executemany(
+            "UPDATE queue SET token = NULL, expires_at = NULL, attempts = attempts + 1, not_before = ?"
+            " WHERE id = ?",
+            retry_rows,
+        )
+        if dead_rows:
+            db.executemany(
+                "INSERT INTO dead (hid, url, depth, attempts, error, error_type, died_at)"
+                " SELECT hid, url, depth, attempts + 1, ?, ?, ? FROM queue WHERE id = ?",
+                dead_rows,
+            )
+            db.executemany("DELETE FROM queue WHERE id = ?", [(r[3],) for r in dead_rows])
+        # SET expressions read the old row: next_at stays a lower bound of the host's true due time
+        # max(polite_at, earliest not_before), so a retry can only pull it down to retry_at.
+        db.executemany(
+            "UPDATE hosts SET inflight = inflight - ?1, queued = queued + ?2,"
+            " polite_at = max(polite_at, ?3), next_at = max(polite_at, ?3, min(next_at, ?4)) WHERE hid = ?5",
+            [(n, requeued, due, retry_at, hid) for hid, (n, requeued, due, retry_at) in per_host.items()],
+        )
+        ended = len(outcomes) - stale
+        if ended:
+            db.execute(_BUMP_STATS, (len(retry_rows), -ended, len(done_ids), len(dead_rows)))
+        if links:
+            self._add(db, links, now)
+        return stale
+
+    def _unlease(self, db: sqlite3.Connection, rows: Sequence[tuple[int, int]]) -> None:
+        if not rows:
+            return
+        per_host: dict[int, int] = {}
+        for _, hid in rows:
+            per_host[hid] = per_host.get(hid, 0) + 1
+        db.executemany(_UNLEASE, [(row_id,) for row_id, _ in rows])
+        db.executemany(_HOST_UNLEASED, [(n, hid) for hid, n in per_host.items()])
+        db.execute(_BUMP_STATS, (len(rows), -len(rows), 0, 0))
+
+
+@dataclass(slots=True)
+class _HostRec:
+    """A host row as `add` needs it, plus how many URLs this call queued for it."""
+
+    hid: int
+    budget: int | None
+    admitted: int
+    added: int = 0
+
+
+def _concurrency(limits: HostLimits) -> int:
+    if limits.concurrency < 1:
+        raise ValueError(f"host concurrency must be >= 1, got {limits.concurrency}")
+    return limits.concurrency
+
+
+def _prepare(db: sqlite3.Connection, path: Path) -> None:
+    """Set pragmas, lock the file, create the schema and hand back leases of a dead process."""
+    try:
+        # EXCLUSIVE before WAL: no shared-memory file, and the lock is held until close.
+        db.execute("PRAGMA locking_mode = EXCLUSIVE")
+        mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        db.execute("PRAGMA synchronous = NORMAL")
+        db.execute("PRAGMA cache_size = -65536")  # 64 MiB: a flush interval of writes stays in memory
+        db.execute("PRAGMA temp_store = MEMORY")
+        db.execute("BEGIN IMMEDIATE")
+    except sqlite3.OperationalError as exc:
+        if "locked" in str(exc) or "busy" in str(exc):
+            raise ConfigError(f"frontier {path} is in use by another process") from exc
+        raise
+    if mode.lower() != "wal":
+        raise ConfigError(f"frontier {path}: cannot use WAL journal (got {mode!r})")
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    if version not in (0, _SCHEMA_VERSION):
+        raise ConfigError(f"frontier {path} has schema version {version}, expected {_SCHEMA_VERSION}")
+    for statement in _SCHEMA.split(";"):
+        if statement.strip():
+            db.execute(statement)
+    db.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
+    # One process owns the file, so every lease still recorded belongs to a dead process.
+    db.execute("UPDATE queue SET token = NULL, expires_at = NULL WHERE token IS NOT NULL")
+    db.execute(
+        "UPDATE hosts SET queued = queued + inflight, inflight = 0, next_at = polite_at WHERE inflight > 0"
+    )
+    db.execute("UPDATE stats SET queued = queued + leased, leased = 0 WHERE id = 1")
+    db.execute("COMMIT")

@@ -1,0 +1,124 @@
+"""Benchmark the embedded frontier store under a simulated crawl.
+
+Claims batches of leases over many hosts, completes each page with links of which most are
+duplicates, flushes every 200 ms of wall time, and prints the pages/s the store sustains and the
+store's cost per link. Only time spent inside store calls is counted as store time.
+
+    python scripts/bench_store.py --pages 20000
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from crawler.urlitem import UrlItem
+from frontier.sqlite_store import SqliteStore
+from frontier.store import HostLimits, Outcome
+
+
+def _parse() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--pages", type=int, default=20_000, help="pages to complete")
+    p.add_argument("--hosts", type=int, default=1_000)
+    p.add_argument("--batch", type=int, default=64, help="claim limit per call")
+    p.add_argument("--links", type=int, default=30, help="links per page")
+    p.add_argument("--dup", type=float, default=0.8, help="fraction of links already seen")
+    p.add_argument("--flush-every", type=float, default=0.2, help="seconds of wall time between flushes")
+    p.add_argument("--path", type=Path, default=None, help="database directory (default: a temp dir)")
+    p.add_argument("--seed", type=int, default=1)
+    return p.parse_args()
+
+
+async def run(args: argparse.Namespace, folder: Path) -> None:
+    """Run the simulated crawl and print the figures."""
+    rng = random.Random(args.seed)
+    hosts = [f"h{i}.test" for i in range(args.hosts)]
+    known: list[UrlItem] = []
+    serial = 0
+
+    def new_link(host: str, depth: int) -> UrlItem:
+        nonlocal serial
+        serial += 1
+        item = UrlItem(f"http://{host}/page/{serial}?q={serial * 7919 % 104729}", host, depth)
+        known.append(item)
+        return item
+
+    store = await SqliteStore.open(folder, host_limits=lambda _h: HostLimits(), fresh=True)
+    seeds = [new_link(h, 0) for h in hosts for _ in range(5)]
+    await store.add(seeds, 0.0)
+    await store.flush()
+
+    n_dup = round(args.links * args.dup)
+    store_time = 0.0
+    flushes = 0
+    links_added = 0
+    pages = 0
+    now = 1.0
+    wall0 = last_flush = time.perf_counter()
+    while pages < args.pages:
+        t = time.perf_counter()
+        leases = await store.claim(now, args.batch)
+        store_time += time.perf_counter() - t
+        if not leases:
+            raise SystemExit(f"frontier ran dry after {pages} pages")
+        outcomes = []
+        for lease in leases:
+            # Links mostly point back into the same site, like real pages do.
+            links = [known[rng.randrange(len(known))] for _ in range(n_dup)]
+            links += [
+                new_link(lease.item.host if rng.random() < 0.7 else rng.choice(hosts), lease.item.depth + 1)
+                for _ in range(args.links - n_dup)
+            ]
+            outcomes.append(Outcome(lease, "done", host_due=now, links=links))
+        t = time.perf_counter()
+        await store.complete(outcomes, now)
+        store_time += time.perf_counter() - t
+        pages += len(leases)
+        links_added += len(leases) * args.links
+        now += 0.01
+        if time.perf_counter() - last_flush >= args.flush_every:
+            t = time.perf_counter()
+            await store.flush()
+            store_time += time.perf_counter() - t
+            last_flush = time.perf_counter()
+            flushes += 1
+    t = time.perf_counter()
+    await store.close()
+    store_time += time.perf_counter() - t
+    wall = time.perf_counter() - wall0
+
+    counts_store = await SqliteStore.open(folder, host_limits=lambda _h: HostLimits())
+    counts = await counts_store.counts()
+    await counts_store.close()
+    size = sum(f.stat().st_size for f in folder.iterdir() if f.is_file())
+    shape = f"{args.batch}-lease claims, {args.hosts:,} hosts, {flushes} flushes"
+    print(f"pages completed       {pages:,} ({shape})")
+    print(f"links offered         {links_added:,} ({args.dup:.0%} duplicates)")
+    print(f"store time            {store_time:.2f} s  (whole loop incl. simulation {wall:.2f} s)")
+    print(f"store throughput      {pages / store_time:,.0f} pages/s")
+    print(f"store cost per link   {store_time / links_added * 1e6:.2f} µs  (claim+complete+add+flush)")
+    print(f"final counts          {counts}")
+    print(f"database size         {size / 1e6:.1f} MB")
+
+
+def main() -> None:
+    """Entry point."""
+    args = _parse()
+    if args.path is not None:
+        args.path.mkdir(parents=True, exist_ok=True)
+        asyncio.run(run(args, args.path))
+        return
+    with tempfile.TemporaryDirectory(prefix="bench_store_") as tmp:
+        asyncio.run(run(args, Path(tmp)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Install the crawler into ./.venv on Debian/Ubuntu. With --test, also what the test suite needs:
+# redis-server, chromium (Playwright drives the system browser) and the test extras.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' || {
+  echo "Python 3.11 or newer is needed (found $(python3 --version 2>&1))" >&2; exit 1; }
+
+with_tests=0
+[ "${1:-}" = "--test" ] && with_tests=1
+
+SUDO=""
+[ "$(id -u)" -ne 0 ] && SUDO="sudo"
+need=()
+python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=("python3-venv")
+if [ "$with_tests" = 1 ]; then
+  command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+  [ -x /usr/bin/chromium ] || need+=(chromium)
+fi
+if [ ${#need[@]} -gt 0 ]; then
+  echo "installing system packages: ${need[*]}" >&2
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+[ -x .venv/bin/python ] || python3 -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip
+if [ "$with_tests" = 1 ]; then
+  .venv/bin/python -m pip install -q -e '.[test]'
+else
+  .venv/bin/python -m pip install -q .
+fi

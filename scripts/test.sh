@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Install everything the tests need (scripts/install.sh --test), then run ruff and the whole suite.
+# Extra arguments go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install.sh --test
+.venv/bin/ruff check .
+exec .venv/bin/python -m pytest "$@"

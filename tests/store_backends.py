@@ -1,0 +1,70 @@
+"""Frontier store backends for `tests/test_store_contract.py`: one `make_store` param per backend.
+
+A new backend is one more entry in `BACKENDS` and one more branch in `_open`; the contract suite
+then runs against it unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Protocol
+
+import pytest
+
+from frontier.sqlite_store import SqliteStore
+from frontier.store import FrontierStore, HostLimits, HostLimitsFn
+
+BACKENDS = ["sqlite"]
+
+DEFAULT_SEEN_TTL = 7 * 86400.0
+DEFAULT_LEASE_TTL = 600.0
+
+
+def default_limits(_host: str) -> HostLimits:
+    """One lease at a time, no spacing, no budget."""
+    return HostLimits()
+
+
+class StoreFactory(Protocol):
+    """Opens a fresh, empty store of the parametrized backend; closed at test teardown."""
+
+    async def __call__(
+        self,
+        *,
+        host_limits: HostLimitsFn = ...,
+        seen_ttl: float = ...,
+        lease_ttl: float = ...,
+    ) -> FrontierStore: ...
+
+
+async def _open(
+    backend: str, folder: Path, host_limits: HostLimitsFn, seen_ttl: float, lease_ttl: float
+) -> FrontierStore:
+    if backend == "sqlite":
+        return await SqliteStore.open(
+            folder, host_limits=host_limits, seen_ttl=seen_ttl, lease_ttl=lease_ttl, fresh=True
+        )
+    raise ValueError(f"unknown store backend {backend!r}")
+
+
+@pytest.fixture(params=BACKENDS)
+async def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[StoreFactory]:
+    """An async factory of fresh stores, one backend per param."""
+    opened: list[FrontierStore] = []
+
+    async def factory(
+        *,
+        host_limits: HostLimitsFn = default_limits,
+        seen_ttl: float = DEFAULT_SEEN_TTL,
+        lease_ttl: float = DEFAULT_LEASE_TTL,
+    ) -> FrontierStore:
+        folder = tmp_path / f"{request.param}-{len(opened)}"
+        folder.mkdir()
+        store = await _open(request.param, folder, host_limits, seen_ttl, lease_ttl)
+        opened.append(store)
+        return store
+
+    yield factory
+    for store in opened:
+        await store.close()

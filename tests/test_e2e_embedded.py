@@ -1,0 +1,108 @@
+"""End to end: the real `crawler crawl` process against the multi-host test web on 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import orjson
+
+from tests.conftest import page_key, read_records, run_crawler, start_crawler
+from tests.testweb import Page, Site, TestWeb, make_link_web
+
+DELAY = 0.2
+
+
+def _seed_args(web: TestWeb, hosts: list[str]) -> list[str]:
+    return [web.url(h, "/") for h in hosts]
+
+
+def test_polite_complete_crawl_of_five_hosts(out_dir: Path) -> None:
+    sites, reachable, disallowed = make_link_web(n_hosts=5, pages_per_host=12)
+    assert disallowed, "the generated web must link into the disallowed path"
+    with TestWeb(sites) as web:
+        proc = run_crawler(
+            "crawl", *_seed_args(web, sorted(sites)), "-o", str(out_dir), "--delay", str(DELAY),
+            "--max-depth", "50", "--resolve", "*.test=127.0.0.1", "--no-progress",
+        )
+        log = web.log
+    assert proc.returncode == 0, proc.stderr
+    records = read_records(out_dir / "pages.jsonl")
+    keys = Counter(page_key(r["url"]) for r in records)
+    assert set(keys) == reachable
+    assert max(keys.values()) == 1, [k for k, v in keys.items() if v > 1]
+    assert all(r["status"] == 200 and r["error"] is None for r in records)
+    # robots.txt obeyed: nothing under /private/ was ever requested.
+    assert not [r for r in log if r.path.startswith("/private/")]
+    # Politeness, seen from the server: per host, arrivals at least DELAY apart (robots.txt included).
+    by_host: dict[str, list[float]] = defaultdict(list)
+    for r in log:
+        by_host[r.host].append(r.started)
+    assert set(by_host) == set(sites)
+    for host, times in by_host.items():
+        times.sort()
+        gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+        assert min(gaps) >= DELAY - 0.005, (host, min(gaps))
+        assert sum(1 for r in log if r.host == host and r.path == "/robots.txt") == 1
+    stats = orjson.loads((out_dir / "stats.json").read_bytes())
+    assert stats["pages"] == len(reachable)
+    assert stats["finished"] is True
+    first = records[0]
+    for field in ("url", "final_url", "status", "content_type", "depth", "fetched_at", "elapsed_ms", "title",
+                  "description", "canonical", "meta_robots", "links", "simhash", "near_duplicate_of",
+                  "rendered", "error", "attempts"):
+        assert field in first
+    assert len(first["simhash"]) == 16
+
+
+def test_sigkill_midway_then_resume_records_every_page_once(out_dir: Path, tmp_path: Path) -> None:
+    sites, reachable, _ = make_link_web(n_hosts=6, pages_per_host=40, seed=7)
+    with TestWeb(sites) as web:
+        args = ["crawl", *_seed_args(web, sorted(sites)), "-o", str(out_dir), "--delay", "0.02",
+                "--max-depth", "100", "--resolve", "*.test=127.0.0.1", "--no-progress"]
+        proc = start_crawler(*args, log=tmp_path / "first.log")
+        pages = out_dir / "pages.jsonl"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if pages.exists() and pages.read_bytes().count(b"\n") >= len(reachable) // 3:
+                break
+            time.sleep(0.02)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        killed_at = len(read_records(pages))
+        assert 0 < killed_at < len(reachable), "the kill must land mid-crawl"
+        second = run_crawler(*args)
+    assert second.returncode == 0, second.stderr
+    keys = Counter(page_key(r["url"]) for r in read_records(pages))
+    assert set(keys) == reachable
+    assert max(keys.values()) == 1, [k for k, v in keys.items() if v > 1]
+
+
+def test_robots_unavailable_host_is_not_crawled_and_others_are(out_dir: Path) -> None:
+    page = Page('<html><head><title>x</title></head><body><a href="/a">a</a></body></html>')
+    sites = {
+        "ok.test": Site(pages={"/": page, "/a": page}, robots="User-agent: *\nDisallow:\n"),
+        "down.test": Site(pages={"/": page, "/a": page}, robots="oops", robots_status=500),
+        "gone.test": Site(pages={"/": page, "/a": page}, robots=None),
+    }
+    with TestWeb(sites) as web:
+        cfg = out_dir.parent / "c.toml"
+        cfg.write_text("[fetch]\nmax_attempts = 2\nretry_backoff = [0.1]\n"
+                       "[politeness]\nrobots_error_ttl = 1\n")
+        proc = run_crawler(
+            "crawl", *_seed_args(web, sorted(sites)), "-o", str(out_dir), "-c", str(cfg), "--delay", "0.05",
+            "--resolve", "*.test=127.0.0.1", "--no-progress",
+        )
+        log = web.log
+    assert proc.returncode == 0, proc.stderr
+    by_key = {page_key(r["url"]): r for r in read_records(out_dir / "pages.jsonl")}
+    assert by_key["ok.test/"]["status"] == 200 and by_key["ok.test/a"]["status"] == 200
+    assert by_key["gone.test/a"]["status"] == 200  # 404 robots.txt: allow all
+    down = by_key["down.test/"]
+    assert down["status"] is None and down["error"]["type"] == "robots_disallowed"
+    assert down["dead_letter"] is True
+    assert not [r for r in log if r.host == "down.test" and r.path != "/robots.txt"]
+    assert sum(1 for r in log if r.host == "down.test") >= 2  # robots.txt retried after its error TTL
