@@ -182,7 +182,9 @@ async def _run(job: CrawlJob) -> dict[str, Any]:
             counts = await store.counts()
             return stats.snapshot(queued=counts.queued, in_flight=len(worker.tasks), hosts=counts.hosts)
 
-        progress = asyncio.create_task(report_progress(snapshot, cfg.crawl.max_pages)) if job.progress else None
+        progress = (
+            asyncio.create_task(report_progress(snapshot, cfg.crawl.max_pages)) if job.progress else None
+        )
         try:
             await worker.run()
         finally:
@@ -193,4 +195,3 @@ async def _run(job: CrawlJob) -> dict[str, Any]:
         return stats.snapshot(
             queued=counts.queued, in_flight=0, hosts=counts.hosts, dead=counts.dead, finished=worker.finished
         )
-

@@ -23,8 +23,9 @@ def _number(kind: type, *, minimum: float = 0) -> Callable[[str], Any]:
         try:
             value = kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, "
-                                             f"got {text!r}") from None
+            raise argparse.ArgumentTypeError(
+                f"expected {'an integer' if kind is int else 'a number'}, got {text!r}"
+            ) from None
         if value < minimum:
             raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {text!r}")
         return value
@@ -48,18 +49,39 @@ def _resolve_entry(text: str) -> tuple[str, str]:
 def _crawl_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("crawl", help="crawl seed URLs on this machine (embedded store, resumable)")
     p.add_argument("urls", nargs="*", metavar="URL", help="seed URLs")
-    p.add_argument("--seeds", action="append", type=Path, default=[], metavar="FILE",
-                   help="file with one seed URL per line (# comments allowed); repeatable")
-    p.add_argument("-o", "--out", type=Path, default=Path("crawl-out"), help="output folder (default ./crawl-out)")
-    p.add_argument("-c", "--config", action="append", type=Path, default=[], metavar="CONFIG.toml",
-                   help="TOML configuration; repeatable, later files win")
+    p.add_argument(
+        "--seeds",
+        action="append",
+        type=Path,
+        default=[],
+        metavar="FILE",
+        help="file with one seed URL per line (# comments allowed); repeatable",
+    )
+    p.add_argument(
+        "-o", "--out", type=Path, default=Path("crawl-out"), help="output folder (default ./crawl-out)"
+    )
+    p.add_argument(
+        "-c",
+        "--config",
+        action="append",
+        type=Path,
+        default=[],
+        metavar="CONFIG.toml",
+        help="TOML configuration; repeatable, later files win",
+    )
     p.add_argument("--max-pages", type=_number(int), help="stop after N recorded pages")
     p.add_argument("--max-depth", type=_number(int), help="maximum link depth from a seed")
     p.add_argument("--delay", type=_number(float), help="seconds between requests to one host")
     p.add_argument("--concurrency", type=_number(int, minimum=1), help="fetches in flight over all hosts")
     p.add_argument("--user-agent", help="User-Agent header (its first word is the robots.txt token)")
-    p.add_argument("--resolve", action="append", type=_resolve_entry, default=[], metavar="HOST=ADDR",
-                   help="map a host or wildcard (*.test) to an address, like curl --resolve; repeatable")
+    p.add_argument(
+        "--resolve",
+        action="append",
+        type=_resolve_entry,
+        default=[],
+        metavar="HOST=ADDR",
+        help="map a host or wildcard (*.test) to an address, like curl --resolve; repeatable",
+    )
     p.add_argument("--allow-private", action="store_true", help="allow hosts on private/loopback addresses")
     p.add_argument("--fresh", action="store_true", help="discard earlier state in OUT and start over")
     p.add_argument("--no-progress", action="store_true", help="no live progress display")
@@ -100,7 +122,9 @@ def _cmd_crawl(args: argparse.Namespace) -> int:
     seeds = read_seeds(args.urls, args.seeds)
     for problem in seeds.problems:
         print(f"crawler: skipping invalid seed: {problem}", file=sys.stderr)
-    job = CrawlJob(out=args.out, seeds=seeds.urls, config=cfg, fresh=args.fresh, progress=not args.no_progress)
+    job = CrawlJob(
+        out=args.out, seeds=seeds.urls, config=cfg, fresh=args.fresh, progress=not args.no_progress
+    )
     final = asyncio.run(run_crawl(job))
     print(
         f"crawler: {final['pages']} pages recorded ({final['failed']} with errors) in "

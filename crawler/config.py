@@ -7,6 +7,7 @@ and returns one immutable `Config`. Nothing reads a global settings object.
 
 from __future__ import annotations
 
+import re
 import tomllib
 from dataclasses import dataclass, field, fields
 from functools import lru_cache
@@ -18,6 +19,9 @@ from crawler.errors import ConfigError
 #: The documented defaults; the dataclass defaults below are the same values (a test holds them equal),
 #: so an installed package needs no file to run.
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "default.toml"
+
+
+_TOKEN = re.compile(r"[A-Za-z_-]+")
 
 
 def _range(lo: float | None = None, hi: float | None = None) -> dict[str, Any]:
@@ -37,7 +41,14 @@ class CrawlSettings:
     max_path_segments: int = field(default=64, metadata=_range(1))
     max_outlinks: int = field(default=1000, metadata=_range(0))
     strip_params: tuple[str, ...] = (
-        "utm_*", "gclid", "fbclid", "msclkid", "sessionid", "jsessionid", "phpsessid", "sid",
+        "utm_*",
+        "gclid",
+        "fbclid",
+        "msclkid",
+        "sessionid",
+        "jsessionid",
+        "phpsessid",
+        "sid",
     )
     seen_ttl: float = field(default=604800.0, metadata=_range(1))
     concurrency: int = field(default=64, metadata=_range(1, 10000))
@@ -46,8 +57,9 @@ class CrawlSettings:
 
     @property
     def product_token(self) -> str:
-        """The robots.txt product token: the user agent's first word, before any `/`."""
-        return self.user_agent.split("/", 1)[0].split()[0] if self.user_agent.strip() else "*"
+        """The robots.txt product token (RFC 9309 `[A-Za-z_-]+`): the user agent's leading letters."""
+        match = _TOKEN.match(self.user_agent.strip())
+        return match.group(0) if match else ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,6 +255,11 @@ def config_from_dict(data: dict[str, Any]) -> Config:
         for name, table in domains_raw.items()
     }
     cfg = Config(domains=domains, **sections)
+    if not cfg.crawl.product_token:
+        raise ConfigError(
+            f"crawl.user_agent: must start with a product token of letters, '-' or '_' "
+            f"(RFC 9309), got {cfg.crawl.user_agent!r}"
+        )
     if cfg.fetch.total_timeout < cfg.fetch.connect_timeout:
         raise ConfigError("fetch.total_timeout: must be >= fetch.connect_timeout")
     return cfg

@@ -15,6 +15,7 @@ from urllib.parse import urljoin
 
 import aiohttp
 import brotli
+from aiohttp.http_exceptions import ContentLengthError, TransferEncodingError
 from yarl import URL
 
 from crawler.errors import CrawlError, ErrorType
@@ -46,6 +47,7 @@ class Response:
     elapsed_ms: float
     wire_bytes: int
     ip: str | None
+    truncated: bool = False  # body cut at the cap (only when fetched with truncate=True)
 
 
 class _Decoder(Protocol):
@@ -198,6 +200,20 @@ def _is_tls_error(exc: BaseException) -> bool:
     )
 
 
+_BROKEN_FRAMING = (TransferEncodingError, ContentLengthError)
+
+
+def _caused_by(exc: BaseException, types: tuple[type[BaseException], ...]) -> bool:
+    seen = 0
+    cur: BaseException | None = exc
+    while cur is not None and seen < 8:  # bounded: chains are short, and may loop
+        if isinstance(cur, types):
+            return True
+        cur = cur.__cause__ or cur.__context__
+        seen += 1
+    return False
+
+
 def _map_error(exc: Exception, url: str, phase: str, deadline_hit: bool) -> CrawlError:
     """Translate an aiohttp/OS exception raised during `phase` ("connect" or "body") into a CrawlError."""
     if deadline_hit:
@@ -230,7 +246,10 @@ def _map_error(exc: Exception, url: str, phase: str, deadline_hit: bool) -> Craw
             return CrawlError(ErrorType.TRUNCATED, f"{url}: connection lost mid-body: {exc!r}")
         return CrawlError(ErrorType.CONNECTION, f"{url}: connection failed: {exc!r}")
     if isinstance(exc, aiohttp.ClientResponseError):
-        # Raised for malformed status lines/headers; `exc.message` names the parse problem.
+        # Raised for parse errors; a broken chunked framing counts as a cut body, the rest as garbage.
+        # The C parser (llhttp) reports chunk errors as a plain BadHttpMessage, hence the text check.
+        if _caused_by(exc, _BROKEN_FRAMING) or "chunk" in str(exc.message).lower():
+            return CrawlError(ErrorType.TRUNCATED, f"{url}: broken body framing: {exc.message}")
         return CrawlError(ErrorType.CONNECTION, f"{url}: malformed response: {exc.message}")
     if isinstance(exc, aiohttp.ClientError | OSError):
         return CrawlError(ErrorType.CONNECTION, f"{url}: {type(exc).__name__}: {exc}")
@@ -282,6 +301,7 @@ class HttpFetcher:
         self._session = aiohttp.ClientSession(
             connector=connector,
             cookie_jar=aiohttp.DummyCookieJar(),
+            headers=self._headers,
             auto_decompress=False,
             trust_env=False,  # no proxies or .netrc credentials from the environment
             # Pool waits are bounded by the whole-fetch deadline, not the connect timeout.
@@ -308,10 +328,13 @@ class HttpFetcher:
             session, self._session = self._session, None
             await session.close()
 
-    def _request_headers(self, headers: Mapping[str, str] | None, accept: str | None) -> dict[str, str]:
+    def _request_headers(
+        self, headers: Mapping[str, str] | None, accept: str | None
+    ) -> dict[str, str] | None:
+        # The defaults live on the session; per-request headers only carry what differs.
         if not headers and accept is None:
-            return self._headers
-        merged = dict(self._headers)
+            return None
+        merged: dict[str, str] = {}
         if headers:
             for k, v in headers.items():
                 if k.lower() not in _FORBIDDEN_HEADERS:
@@ -327,8 +350,13 @@ class HttpFetcher:
         max_bytes: int | None = None,
         headers: Mapping[str, str] | None = None,
         accept: str | None = None,
+        truncate: bool = False,
     ) -> Response:
-        """Fetch one hop (no redirects followed); every failure is raised as a CrawlError."""
+        """Fetch one hop (no redirects followed); every failure is raised as a CrawlError.
+
+        With `truncate`, a body over the cap is cut at `max_bytes` (`Response.truncated`) instead of
+        failing with TOO_LARGE: robots.txt wants its first 500 KiB parsed, not the file refused.
+        """
         session = self._session
         if session is None:
             raise RuntimeError("HttpFetcher.fetch called outside 'async with'")
@@ -356,7 +384,7 @@ class HttpFetcher:
             async with deadline, session.get(u, headers=req_headers, allow_redirects=False) as resp:
                 phase = "body"
                 try:
-                    return await self._read(resp, url, cap, started)
+                    return await self._read(resp, url, cap, started, truncate)
                 except BaseException:
                     # Drop the half-read connection rather than returning it to the pool.
                     resp.close()
@@ -367,7 +395,9 @@ class HttpFetcher:
             raise _map_error(exc, url, phase, deadline.expired()) from exc
 
     @staticmethod
-    async def _read(resp: aiohttp.ClientResponse, url: str, cap: int, started: float) -> Response:
+    async def _read(
+        resp: aiohttp.ClientResponse, url: str, cap: int, started: float, truncate: bool = False
+    ) -> Response:
         rh = resp.headers
         # Best effort: a small body may already have released `resp.connection`, but the protocol
         # (private attribute) keeps its transport, whose peername asyncio cached at connect time.
@@ -377,7 +407,7 @@ class HttpFetcher:
         ip = peer[0] if peer else None
 
         declared = resp.content_length
-        if declared is not None and declared > cap:
+        if declared is not None and declared > cap and not truncate:
             raise CrawlError(ErrorType.TOO_LARGE, f"{url}: Content-Length {declared} exceeds {cap} bytes")
         encoding: str | None = None
         if "Content-Encoding" in rh:
@@ -390,8 +420,17 @@ class HttpFetcher:
         size = 0
         decoder: _Decoder | None = None
         content = resp.content
+        # With Content-Length framing (already checked against the cap) one read() is bounded, and it
+        # is measurably cheaper than a readany() loop for typical pages; otherwise stream.
+        single = declared is not None and declared <= cap
+        one_shot = single
+        cut = False
         while True:
-            chunk = await content.readany()
+            if single:
+                chunk = await resp.read()
+                single = False
+            else:
+                chunk = await content.readany()
             if not chunk:
                 break
             wire += len(chunk)
@@ -405,12 +444,19 @@ class HttpFetcher:
                 try:
                     size += decoder.feed(chunk, parts, cap - size)
                 except (zlib.error, brotli.error) as exc:
-                    raise CrawlError(
-                        ErrorType.BAD_ENCODING, f"{url}: corrupt {encoding} body: {exc}"
-                    ) from None
+                    msg = f"{url}: corrupt {encoding} body: {exc}"
+                    raise CrawlError(ErrorType.BAD_ENCODING, msg) from None
             if size > cap:
-                raise CrawlError(ErrorType.TOO_LARGE, f"{url}: body exceeds {cap} bytes")
-        if decoder is not None:
+                if not truncate:
+                    raise CrawlError(ErrorType.TOO_LARGE, f"{url}: body exceeds {cap} bytes")
+                parts = [b"".join(parts)[:cap]]
+                size = cap
+                cut = True
+                resp.close()  # the rest is not wanted; do not reuse a half-read connection
+                break
+            if one_shot:
+                break
+        if decoder is not None and not cut:
             decoder.finish()
 
         headers: dict[str, str] = {}
@@ -434,4 +480,5 @@ class HttpFetcher:
             elapsed_ms=(time.perf_counter() - started) * 1000.0,
             wire_bytes=wire,
             ip=ip,
+            truncated=cut,
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from crawler.errors import CrawlError, ErrorType
@@ -34,7 +35,9 @@ class PageAnalyzer:
         self.max_outlinks = max_outlinks
         self.follow_near_duplicates = follow_near_duplicates
 
-    def analyze(self, rec: dict[str, Any], resp: Response, final_url: str) -> tuple[CrawlError | None, list[str]]:
+    def analyze(
+        self, rec: dict[str, Any], resp: Response, final_url: str
+    ) -> tuple[CrawlError | None, list[str]]:
         """Fill `rec` from an HTML body; returns (error, links to follow). Non-HTML is left unparsed."""
         body = resp.body
         ctype = resp.content_type
@@ -52,17 +55,13 @@ class PageAnalyzer:
             return CrawlError(ErrorType.PARSE_ERROR, f"{type(exc).__name__}: {exc}"), links
         base = final_url
         if page.base_href:
-            try:
+            with contextlib.suppress(CrawlError):
                 base = normalize(page.base_href, final_url)
-            except CrawlError:
-                pass
         links = self.ingest.normalize_links(page.links[: self.max_outlinks], base)
         canonical = page.canonical
         if canonical:
-            try:
+            with contextlib.suppress(CrawlError):
                 canonical = normalize(canonical, base)
-            except CrawlError:
-                pass
         fp = simhash64(page.text)
         dup: str | None = None
         if len(page.text) >= MIN_NEARDUP_TEXT:

@@ -195,7 +195,7 @@ def _directive(line: str) -> tuple[str, str] | None:
     if len(words) >= 2 and _FIELDS.get(f"{first} {words[1].lower()}") == _UA:
         return _UA, words[2] if len(words) == 3 else ""
     field = _FIELDS.get(first)
-    if field is not None and len(words) >= 2:
+    if field is not None:  # a bare "Disallow" still ends a group header
         return field, " ".join(words[1:])
     return None
 
@@ -349,7 +349,7 @@ class RobotsCache:
         clock: Callable[[], float] = time.time,
         max_entries: int = 100_000,
     ) -> None:
-        if not _PRODUCT.fullmatch(product_token):
+        if product_token != "*" and not _PRODUCT.fullmatch(product_token):
             raise ValueError(f"product token must match [A-Za-z_-]+ (RFC 9309 §2.2.1): {product_token!r}")
         self._fetch = fetch
         self._token = product_token

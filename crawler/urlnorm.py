@@ -42,7 +42,8 @@ _CACHE_LIMIT = 1 << 16  # entries per cache; cleared wholesale when full (cheape
 
 # Anything that needs the careful cleanup pass: surrounding/embedded whitespace, controls, backslash.
 _NEEDS_CLEAN = re.compile(r"[\x00-\x20\x7f\\]").search
-_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*):").match
+# RFC 3986 appendix B, but with the strict scheme grammar: `a b:c` is a relative path, as in browsers.
+_SPLIT = re.compile(r"(?:([A-Za-z][A-Za-z0-9+.\-]*):)?(?://([^/?#]*))?([^?#]*)(?:\?([^#]*))?").match
 # Already-canonical components (no `%`, nothing to encode): the common case skips the rewrite.
 _PATH_OK = re.compile(r"[A-Za-z0-9\-._~!$&'()*+,;=:@/]*").fullmatch
 _QUERY_OK = re.compile(r"[A-Za-z0-9\-._~!$&'()*+,;=:@/?]*").fullmatch
@@ -231,10 +232,13 @@ def normalize_host(host: str) -> str:
         if len(lb) > 63:
             raise _invalid(f"host label longer than 63 characters: {host!r}")
         if lb.startswith("xn--"):
+            # Must decode to a valid non-ASCII label, as UTS #46 requires of an A-label.
             try:
-                lb[4:].encode("ascii").decode("punycode")
+                valid = not idna.ulabel(lb).isascii()
             except (UnicodeError, ValueError, IndexError):
-                raise _invalid(f"invalid punycode label in host: {host!r}") from None
+                valid = False
+            if not valid:
+                raise _invalid(f"invalid punycode label in host: {host!r}")
     return h
 
 
@@ -319,43 +323,24 @@ def normalize(href: str, base: str | None = None, strip: ParamStripper | None = 
     """Resolve `href` against `base` and return the canonical http(s) URL, or raise `invalid_url`."""
     if _NEEDS_CLEAN(href):
         href = _clean(href)
-    hash_at = href.find("#")
-    if hash_at >= 0:
-        href = href[:hash_at]
-    m = _SCHEME(href)
-    ref = href
-    scheme = ""
-    hostport = ""
-    if m is not None:
-        scheme = m.group(1).lower()
+    scheme, auth, path, query = _SPLIT(href).groups()
+    if scheme is not None:
+        scheme = scheme.lower()
         if scheme not in _DEFAULT_PORTS:
             raise _invalid(f"scheme not allowed: {scheme}")
-        ref = href[m.end() :]
-        if not ref.startswith("//"):
+        if auth is None:
             if base is None or _base_parts(base)[0] != scheme:
                 raise _invalid(f"missing host in {href!r}")
-            scheme = ""  # `http:g` against an http base: resolve `g` (RFC 3986 §5.2.2 compatibility)
-    if ref.startswith("//"):
-        end = len(ref)
-        for ch in "/?":
-            i = ref.find(ch, 2)
-            if 0 <= i < end:
-                end = i
-        if not scheme:
-            if base is None:
-                raise _invalid(f"relative URL without a base: {href!r}")
-            scheme = _base_parts(base)[0]
-        hostport = _cached_authority(scheme, ref[2:end])
-        ref = ref[end:]
-    q = ref.find("?")
-    if q >= 0:
-        path: str = ref[:q]
-        query: str | None = ref[q + 1 :]
-    else:
-        path, query = ref, None
-    if not hostport:
-        if base is None:
+            scheme = None  # `http:g` against an http base: resolve `g` (RFC 3986 §5.2.2 compatibility)
+    if base is None:
+        if scheme is None:
             raise _invalid(f"relative URL without a base: {href!r}")
+        hostport = _cached_authority(scheme, auth)
+    elif auth is not None:
+        if scheme is None:
+            scheme = _base_parts(base)[0]
+        hostport = _cached_authority(scheme, auth)
+    else:
         scheme, hostport, base_path, base_query = _base_parts(base)
         if not path:
             path = base_path

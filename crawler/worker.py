@@ -9,6 +9,7 @@ read back on start (`replay`) and finish their URLs without a second fetch or a 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -94,7 +95,7 @@ class Worker:
         try:
             await self._claim_loop()
             if self.tasks:
-                done, _ = await asyncio.wait(list(self.tasks), timeout=drain_timeout)
+                _done, _ = await asyncio.wait(list(self.tasks), timeout=drain_timeout)
         finally:
             leftover = [lease for task, lease in self.tasks.items() if not task.done()]
             for task in list(self.tasks):
@@ -138,10 +139,8 @@ class Worker:
                     wait = min(wait, max(due - now, 0.005 if not leases else 0.0))
             self._wake.clear()
             if wait > 0:
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), wait)
-                except TimeoutError:
-                    pass
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
         self.tasks.pop(task, None)
@@ -177,8 +176,9 @@ class Worker:
         await self.store.flush()
         if self.stats_path is not None:
             counts = await self.store.counts()
-            snap.update(queued=counts.queued, in_flight=counts.leased, hosts=counts.hosts,
-                        finished=self.finished)
+            snap.update(
+                queued=counts.queued, in_flight=counts.leased, hosts=counts.hosts, finished=self.finished
+            )
             write_json_atomic(self.stats_path, snap)
 
     # ---- one lease -------------------------------------------------------------------------
@@ -212,16 +212,21 @@ class Worker:
             self.stats.incr("fetched")
             self.stats.incr("bytes", len(resp.body))
             host_due, pace = next_due(
-                self._pace_rules(settings, crawl_delay), pace, now=now, status=resp.status,
+                self._pace_rules(settings, crawl_delay),
+                pace,
+                now=now,
+                status=resp.status,
                 retry_after=resp.retry_after,
             )
             self._paces[item.host] = pace
         else:
-            host_due = now + (delay_for(pf.rules) if pf.rules and pf.error is not None
-                              and pf.error.type in RETRYABLE else 0.0)
+            host_due = now + (
+                delay_for(pf.rules)
+                if pf.rules and pf.error is not None and pf.error.type in RETRYABLE
+                else 0.0
+            )
         if pf.robots_unavailable and pf.rules is not None:
-            self._retry_or_die(lease, pf, started, host_due=pf.rules.expires_at,
-                               retry_at=pf.rules.expires_at)
+            self._retry_or_die(lease, pf, started, host_due=pf.rules.expires_at, retry_at=pf.rules.expires_at)
             return
         retryable = (pf.error is not None and pf.error.type in RETRYABLE) or (
             pf.error is None and resp is not None and resp.status in RETRY_STATUSES
@@ -247,8 +252,11 @@ class Worker:
         fetch = self.config.fetch
         if attempts < fetch.max_attempts:
             if retry_at is None:
-                backoff = fetch.retry_backoff[min(attempts, len(fetch.retry_backoff)) - 1] \
-                    if fetch.retry_backoff else 0.0
+                backoff = (
+                    fetch.retry_backoff[min(attempts, len(fetch.retry_backoff)) - 1]
+                    if fetch.retry_backoff
+                    else 0.0
+                )
                 retry_at = max(host_due, self.clock() + backoff * random.uniform(0.8, 1.2))
             self.stats.incr("retries")
             self._pending.append(Outcome(lease, "retry", host_due, retry_at=retry_at))

@@ -26,7 +26,7 @@ import os
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
@@ -165,6 +165,7 @@ class SqliteStore:
         self._lease_ttl = lease_ttl
         self._token: int = db.execute("SELECT token FROM stats WHERE id = 1").fetchone()[0]
         self._closed = False
+        self._failed: BaseException | None = None
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -206,31 +207,42 @@ class SqliteStore:
 
     async def flush(self) -> None:
         """Commit everything since the last flush (state and meta) in one transaction."""
+        self._check()
         if self._db.in_transaction:
-            self._db.execute("COMMIT")
+            with self._writing() as db:
+                db.execute("COMMIT")
 
     async def close(self) -> None:
-        """Flush and close the database; further calls fail."""
+        """Flush and close the database; further calls fail. Unflushed work is dropped if the store failed."""
         if self._closed:
             return
-        await self.flush()
-        self._db.close()
-        self._closed = True
+        try:
+            if self._failed is None:
+                await self.flush()
+        finally:
+            self._db.close()
+            self._closed = True
+
+    def _check(self) -> None:
+        if self._failed is not None:
+            raise RuntimeError(f"frontier store {self.path} failed earlier; reopen it") from self._failed
 
     @contextmanager
-    def _op(self) -> Iterator[sqlite3.Connection]:
-        # One savepoint per call: a call that raises half-way leaves nothing behind for the next flush.
+    def _writing(self) -> Iterator[sqlite3.Connection]:
+        # Callers validate and run user code (host_limits) before entering, so an error in here is
+        # SQLite's (disk full, I/O): the call may be half applied, and the only consistent state left
+        # is the last flush. Roll back to it and refuse further calls, exactly like a crash would.
+        self._check()
         db = self._db
         if not db.in_transaction:
             db.execute("BEGIN")
-        db.execute("SAVEPOINT op")
         try:
             yield db
-        except BaseException:
-            db.execute("ROLLBACK TO op")
-            db.execute("RELEASE op")
+        except BaseException as exc:
+            self._failed = exc
+            if db.in_transaction:
+                db.execute("ROLLBACK")
             raise
-        db.execute("RELEASE op")
 
     # ---------------------------------------------------------------- contract
 
@@ -238,34 +250,36 @@ class SqliteStore:
         """Queue each item whose URL is not seen (or whose seen entry expired), and mark it seen."""
         if not items:
             return AddResult()
-        with self._op() as db:
-            return self._add(db, items, now)
+        plan = self._plan_add(items, now)
+        if plan.accepted:
+            with self._writing() as db:
+                self._apply_add(db, plan, now)
+        return plan.result
 
     async def claim(self, now: float, limit: int) -> list[Lease]:
         """Lease up to `limit` URLs from due hosts, at most one per host, oldest-due host first."""
         if limit <= 0:
             return []
-        with self._op() as db:
+        with self._writing() as db:
             return self._claim(db, now, limit)
 
     async def complete(self, outcomes: Sequence[Outcome], now: float) -> int:
         """Apply outcomes; returns how many were stale (token mismatch) and ignored."""
         if not outcomes:
             return 0
-        with self._op() as db:
-            return self._complete(db, outcomes, now)
+        return self._complete(outcomes, now)
 
     async def release(self, leases: Sequence[Lease], now: float) -> None:
         """Give leases back unfetched, at their old place (the head) of their host queue."""
         if not leases:
             return
-        with self._op() as db:
+        with self._writing() as db:
             found = db.execute(_LEASED_BY_TOKEN, (orjson.dumps([x.token for x in leases]),)).fetchall()
             self._unlease(db, [(row_id, hid) for _, row_id, hid in found])
 
     async def reclaim_expired(self, now: float) -> int:
         """Requeue leases whose `expires_at` is at or before `now`; returns how many."""
-        with self._op() as db:
+        with self._writing() as db:
             rows = db.execute(
                 "SELECT id, hid FROM queue WHERE token IS NOT NULL AND expires_at <= ?", (now,)
             ).fetchall()
@@ -277,7 +291,7 @@ class SqliteStore:
 
         `math.inf` when URLs are queued but all their hosts are at their concurrency limit.
         """
-        with self._op() as db:
+        with self._writing() as db:
             while True:
                 row = db.execute(_FIRST_DUE_HOST).fetchone()
                 if row is None:
@@ -293,12 +307,13 @@ class SqliteStore:
 
     async def set_host_limits(self, host: str, limits: HostLimits) -> None:
         """Change a host's limits (robots Crawl-delay learned, operator override)."""
-        with self._op() as db:
+        concurrency = _concurrency(limits)
+        with self._writing() as db:
             db.execute(
                 "INSERT INTO hosts (host, next_at, polite_at, inflight, queued, concurrency, spacing,"
                 " budget, admitted) VALUES (?1, 0, 0, 0, 0, ?2, ?3, ?4, 0) ON CONFLICT (host) DO UPDATE"
                 " SET concurrency = ?2, spacing = ?3, budget = ?4",
-                (host, _concurrency(limits), float(limits.spacing), limits.budget),
+                (host, concurrency, float(limits.spacing), limits.budget),
             )
 
     async def counts(self) -> Counts:
@@ -328,7 +343,7 @@ class SqliteStore:
     async def requeue_dead(self, error_type: str | None, now: float) -> int:
         """Move dead letters (optionally only of one error type) to the tail of their queues, attempts 0."""
         where, args = ("", ()) if error_type is None else (" WHERE error_type = ?", (str(error_type),))
-        with self._op() as db:
+        with self._writing() as db:
             per_host = db.execute(f"SELECT hid, count(*) FROM dead{where} GROUP BY hid", args).fetchall()
             if not per_host:
                 return 0
@@ -353,12 +368,15 @@ class SqliteStore:
 
     async def set_meta(self, key: str, value: str) -> None:
         """Write a small value, committed with the next `flush`."""
-        with self._op() as db:
+        with self._writing() as db:
             db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
 
     # ---------------------------------------------------------------- internals
 
-    def _add(self, db: sqlite3.Connection, items: Sequence[UrlItem], now: float) -> AddResult:
+    def _plan_add(self, items: Sequence[UrlItem], now: float) -> _AddPlan:
+        # Reads and host_limits calls only: nothing here leaves a trace if it raises.
+        self._check()
+        db = self._db
         fresh: dict[int, UrlItem] = {}
         for item in items:
             fresh.setdefault(url_key(item.url), item)
@@ -367,46 +385,51 @@ class SqliteStore:
         for (h,) in seen:
             del fresh[h]
         duplicates += len(seen)
+        plan = _AddPlan()
         if not fresh:
-            return AddResult(duplicates=duplicates)
+            plan.result = AddResult(duplicates=duplicates)
+            return plan
 
-        hosts: dict[str, _HostRec] = {
-            host: _HostRec(hid, budget, admitted)
-            for host, hid, budget, admitted in db.execute(
-                _HOSTS_BY_NAME, (orjson.dumps(list({item.host for item in fresh.values()})),)
-            )
-        }
-        seen_rows: list[tuple[int, float]] = []
-        queue_rows: list[tuple[int, str, int, int]] = []
+        hosts = plan.hosts
+        for host, hid, budget, admitted in db.execute(
+            _HOSTS_BY_NAME, (orjson.dumps(list({item.host for item in fresh.values()})),)
+        ):
+            hosts[host] = _HostRec(hid, budget, admitted)
         over_budget = 0
         for h, item in fresh.items():
             rec = hosts.get(item.host)
             if rec is None:
                 limits = self._host_limits(item.host)
-                (hid,) = db.execute(
-                    _INSERT_HOST, (item.host, _concurrency(limits), float(limits.spacing), limits.budget)
-                ).fetchone()
-                rec = hosts[item.host] = _HostRec(hid, limits.budget, 0)
+                rec = hosts[item.host] = _HostRec(None, limits.budget, 0, limits, _concurrency(limits))
             if rec.budget is not None and rec.admitted >= rec.budget:
                 over_budget += 1
                 continue
             rec.admitted += 1
             rec.added += 1
-            seen_rows.append((h, now))
-            queue_rows.append((rec.hid, item.url, item.depth, item.attempts))
-        if queue_rows:
-            db.executemany("INSERT OR REPLACE INTO seen (h, at) VALUES (?, ?)", seen_rows)
-            db.executemany(
-                "INSERT INTO queue (hid, url, depth, attempts, not_before) VALUES (?, ?, ?, ?, 0)", queue_rows
-            )
-            # New rows are eligible at once, so the host is due as soon as politeness allows.
-            db.executemany(
-                "UPDATE hosts SET queued = queued + ?1, admitted = admitted + ?1, next_at = polite_at"
-                " WHERE hid = ?2",
-                [(rec.added, rec.hid) for rec in hosts.values() if rec.added],
-            )
-            db.execute(_BUMP_STATS, (len(queue_rows), 0, 0, 0))
-        return AddResult(queued=len(queue_rows), duplicates=duplicates, over_budget=over_budget)
+            plan.accepted.append((h, item))
+        plan.result = AddResult(queued=len(plan.accepted), duplicates=duplicates, over_budget=over_budget)
+        return plan
+
+    def _apply_add(self, db: sqlite3.Connection, plan: _AddPlan, now: float) -> None:
+        for host, rec in plan.hosts.items():
+            if rec.hid is None and rec.limits is not None:
+                (rec.hid,) = db.execute(
+                    _INSERT_HOST, (host, rec.concurrency, float(rec.limits.spacing), rec.budget)
+                ).fetchone()
+        hosts = plan.hosts
+        db.executemany(
+            "INSERT OR REPLACE INTO seen (h, at) VALUES (?, ?)", [(h, now) for h, _ in plan.accepted]
+        )
+        db.executemany(
+            "INSERT INTO queue (hid, url, depth, attempts, not_before) VALUES (?, ?, ?, ?, 0)",
+            [(hosts[item.host].hid, item.url, item.depth, item.attempts) for _, item in plan.accepted],
+        )
+        # New rows are eligible at once, so the host is due as soon as politeness allows.
+        db.executemany(
+            "UPDATE hosts SET queued = queued + ?1, admitted = admitted + ?1, next_at = polite_at WHERE hid = ?2",
+            [(rec.added, rec.hid) for rec in hosts.values() if rec.added],
+        )
+        db.execute(_BUMP_STATS, (len(plan.accepted), 0, 0, 0))
 
     def _claim(self, db: sqlite3.Connection, now: float, limit: int) -> list[Lease]:
         leases: list[Lease] = []
@@ -451,10 +474,11 @@ class SqliteStore:
             db.execute("UPDATE stats SET token = ? WHERE id = 1", (self._token,))
         return leases
 
-    def _complete(self, db: sqlite3.Connection, outcomes: Sequence[Outcome], now: float) -> int:
+    def _complete(self, outcomes: Sequence[Outcome], now: float) -> int:
+        self._check()
         leased = {
             token: (row_id, hid)
-            for token, row_id, hid in db.execute(
+            for token, row_id, hid in self._db.execute(
                 _LEASED_BY_TOKEN, (orjson.dumps([o.lease.token for o in outcomes]),)
             )
         }
@@ -489,7 +513,22 @@ class SqliteStore:
                 dead_rows.append((error, etype, now, row_id))
             else:
                 raise ValueError(f"unknown outcome kind {o.kind!r}")
+        plan = self._plan_add(links, now) if links else None
+        with self._writing() as db:
+            self._apply_complete(db, done_ids, retry_rows, dead_rows, per_host, len(outcomes) - stale)
+            if plan is not None and plan.accepted:
+                self._apply_add(db, plan, now)
+        return stale
 
+    def _apply_complete(
+        self,
+        db: sqlite3.Connection,
+        done_ids: list[tuple[int]],
+        retry_rows: list[tuple[float, int]],
+        dead_rows: list[tuple[str | None, str | None, float, int]],
+        per_host: dict[int, list[float]],
+        ended: int,
+    ) -> None:
         db.executemany("DELETE FROM queue WHERE id = ?", done_ids)
         db.executemany(
             "UPDATE queue SET token = NULL, expires_at = NULL, attempts = attempts + 1, not_before = ?"
@@ -510,12 +549,8 @@ class SqliteStore:
             " polite_at = max(polite_at, ?3), next_at = max(polite_at, ?3, min(next_at, ?4)) WHERE hid = ?5",
             [(n, requeued, due, retry_at, hid) for hid, (n, requeued, due, retry_at) in per_host.items()],
         )
-        ended = len(outcomes) - stale
         if ended:
             db.execute(_BUMP_STATS, (len(retry_rows), -ended, len(done_ids), len(dead_rows)))
-        if links:
-            self._add(db, links, now)
-        return stale
 
     def _unlease(self, db: sqlite3.Connection, rows: Sequence[tuple[int, int]]) -> None:
         if not rows:
@@ -530,12 +565,23 @@ class SqliteStore:
 
 @dataclass(slots=True)
 class _HostRec:
-    """A host row as `add` needs it, plus how many URLs this call queued for it."""
+    """A host row as `add` needs it, plus how many URLs this call queues for it."""
 
-    hid: int
+    hid: int | None  # None: a new host, inserted with `limits` when the plan is applied
     budget: int | None
     admitted: int
+    limits: HostLimits | None = None
+    concurrency: int = 1
     added: int = 0
+
+
+@dataclass(slots=True)
+class _AddPlan:
+    """What `add` will write, worked out before writing anything."""
+
+    result: AddResult = field(default_factory=AddResult)
+    accepted: list[tuple[int, UrlItem]] = field(default_factory=list)
+    hosts: dict[str, _HostRec] = field(default_factory=dict)
 
 
 def _concurrency(limits: HostLimits) -> int:
@@ -553,6 +599,9 @@ def _prepare(db: sqlite3.Connection, path: Path) -> None:
         db.execute("PRAGMA synchronous = NORMAL")
         db.execute("PRAGMA cache_size = -65536")  # 64 MiB: a flush interval of writes stays in memory
         db.execute("PRAGMA temp_store = MEMORY")
+        # Checkpoint every ~32 MiB of WAL, not 4 MiB: pages rewritten by successive flushes are
+        # copied into the database once.
+        db.execute("PRAGMA wal_autocheckpoint = 8192")
         db.execute("BEGIN IMMEDIATE")
     except sqlite3.OperationalError as exc:
         if "locked" in str(exc) or "busy" in str(exc):

@@ -66,7 +66,7 @@ def test_overrides_beat_files_and_resolve_maps_merge(tmp_path: Path) -> None:
 def test_invalid_toml_names_the_file(tmp_path: Path) -> None:
     path = tmp_path / "broken.toml"
     path.write_text("[crawl\n")
-    with pytest.raises(ConfigError, match="broken.toml: invalid TOML"):
+    with pytest.raises(ConfigError, match=r"broken\.toml: invalid TOML"):
         load_config([path])
     with pytest.raises(ConfigError, match="config file not found"):
         load_config([tmp_path / "missing.toml"])
@@ -74,3 +74,9 @@ def test_invalid_toml_names_the_file(tmp_path: Path) -> None:
 
 def test_product_token() -> None:
     assert Config().crawl.product_token == "PoliteCrawler"
+
+
+def test_user_agent_needs_a_product_token() -> None:
+    assert config_from_dict({"crawl": {"user_agent": "MyBot2 (+http://x)"}}).crawl.product_token == "MyBot"
+    with pytest.raises(ConfigError, match=r"crawl\.user_agent"):
+        config_from_dict({"crawl": {"user_agent": "2fast/1.0"}})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import time
@@ -25,16 +26,30 @@ def test_polite_complete_crawl_of_five_hosts(out_dir: Path) -> None:
     assert disallowed, "the generated web must link into the disallowed path"
     with TestWeb(sites) as web:
         proc = run_crawler(
-            "crawl", *_seed_args(web, sorted(sites)), "-o", str(out_dir), "--delay", str(DELAY),
-            "--max-depth", "50", "--resolve", "*.test=127.0.0.1", "--no-progress",
+            "crawl",
+            *_seed_args(web, sorted(sites)),
+            "-o",
+            str(out_dir),
+            "--delay",
+            str(DELAY),
+            "--max-depth",
+            "50",
+            "--resolve",
+            "*.test=127.0.0.1",
+            "--no-progress",
         )
         log = web.log
     assert proc.returncode == 0, proc.stderr
-    records = read_records(out_dir / "pages.jsonl")
+    all_records = read_records(out_dir / "pages.jsonl")
+    refused = [r for r in all_records if r["error"] is not None]
+    records = [r for r in all_records if r["error"] is None]
     keys = Counter(page_key(r["url"]) for r in records)
     assert set(keys) == reachable
     assert max(keys.values()) == 1, [k for k, v in keys.items() if v > 1]
-    assert all(r["status"] == 200 and r["error"] is None for r in records)
+    assert all(r["status"] == 200 for r in records)
+    # Disallowed links are recorded once each as refused by robots.txt, without a request.
+    assert Counter(page_key(r["url"]) for r in refused) == Counter(disallowed)
+    assert all(r["error"]["type"] == "robots_disallowed" and r["status"] is None for r in refused)
     # robots.txt obeyed: nothing under /private/ was ever requested.
     assert not [r for r in log if r.path.startswith("/private/")]
     # Politeness, seen from the server: per host, arrivals at least DELAY apart (robots.txt included).
@@ -44,16 +59,33 @@ def test_polite_complete_crawl_of_five_hosts(out_dir: Path) -> None:
     assert set(by_host) == set(sites)
     for host, times in by_host.items():
         times.sort()
-        gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+        gaps = [b - a for a, b in itertools.pairwise(times)]
         assert min(gaps) >= DELAY - 0.005, (host, min(gaps))
         assert sum(1 for r in log if r.host == host and r.path == "/robots.txt") == 1
     stats = orjson.loads((out_dir / "stats.json").read_bytes())
-    assert stats["pages"] == len(reachable)
+    assert stats["pages"] == len(reachable) + len(disallowed)
+    assert stats["robots_disallowed"] == len(disallowed)
     assert stats["finished"] is True
     first = records[0]
-    for field in ("url", "final_url", "status", "content_type", "depth", "fetched_at", "elapsed_ms", "title",
-                  "description", "canonical", "meta_robots", "links", "simhash", "near_duplicate_of",
-                  "rendered", "error", "attempts"):
+    for field in (
+        "url",
+        "final_url",
+        "status",
+        "content_type",
+        "depth",
+        "fetched_at",
+        "elapsed_ms",
+        "title",
+        "description",
+        "canonical",
+        "meta_robots",
+        "links",
+        "simhash",
+        "near_duplicate_of",
+        "rendered",
+        "error",
+        "attempts",
+    ):
         assert field in first
     assert len(first["simhash"]) == 16
 
@@ -61,8 +93,19 @@ def test_polite_complete_crawl_of_five_hosts(out_dir: Path) -> None:
 def test_sigkill_midway_then_resume_records_every_page_once(out_dir: Path, tmp_path: Path) -> None:
     sites, reachable, _ = make_link_web(n_hosts=6, pages_per_host=40, seed=7)
     with TestWeb(sites) as web:
-        args = ["crawl", *_seed_args(web, sorted(sites)), "-o", str(out_dir), "--delay", "0.02",
-                "--max-depth", "100", "--resolve", "*.test=127.0.0.1", "--no-progress"]
+        args = [
+            "crawl",
+            *_seed_args(web, sorted(sites)),
+            "-o",
+            str(out_dir),
+            "--delay",
+            "0.02",
+            "--max-depth",
+            "100",
+            "--resolve",
+            "*.test=127.0.0.1",
+            "--no-progress",
+        ]
         proc = start_crawler(*args, log=tmp_path / "first.log")
         pages = out_dir / "pages.jsonl"
         deadline = time.monotonic() + 60
@@ -76,7 +119,7 @@ def test_sigkill_midway_then_resume_records_every_page_once(out_dir: Path, tmp_p
         assert 0 < killed_at < len(reachable), "the kill must land mid-crawl"
         second = run_crawler(*args)
     assert second.returncode == 0, second.stderr
-    keys = Counter(page_key(r["url"]) for r in read_records(pages))
+    keys = Counter(page_key(r["url"]) for r in read_records(pages) if r["error"] is None)
     assert set(keys) == reachable
     assert max(keys.values()) == 1, [k for k, v in keys.items() if v > 1]
 
@@ -90,11 +133,21 @@ def test_robots_unavailable_host_is_not_crawled_and_others_are(out_dir: Path) ->
     }
     with TestWeb(sites) as web:
         cfg = out_dir.parent / "c.toml"
-        cfg.write_text("[fetch]\nmax_attempts = 2\nretry_backoff = [0.1]\n"
-                       "[politeness]\nrobots_error_ttl = 1\n")
+        cfg.write_text(
+            "[fetch]\nmax_attempts = 2\nretry_backoff = [0.1]\n[politeness]\nrobots_error_ttl = 1\n"
+        )
         proc = run_crawler(
-            "crawl", *_seed_args(web, sorted(sites)), "-o", str(out_dir), "-c", str(cfg), "--delay", "0.05",
-            "--resolve", "*.test=127.0.0.1", "--no-progress",
+            "crawl",
+            *_seed_args(web, sorted(sites)),
+            "-o",
+            str(out_dir),
+            "-c",
+            str(cfg),
+            "--delay",
+            "0.05",
+            "--resolve",
+            "*.test=127.0.0.1",
+            "--no-progress",
         )
         log = web.log
     assert proc.returncode == 0, proc.stderr

@@ -327,6 +327,13 @@ def test_product_token_must_be_a_product_token() -> None:
         RobotsCache(ScriptedFetch(), product_token="Polite Crawler/1.0")
 
 
+async def test_star_token_obeys_only_star_groups() -> None:
+    text = "User-agent: PoliteCrawler\nDisallow: /a\nUser-agent: *\nDisallow: /b\n"
+    fetch = ScriptedFetch({ROBOTS: ok(text)})
+    rules = await RobotsCache(fetch, product_token="*", clock=Clock()).get(ORIGIN)
+    assert rules.allowed(url("/a")) and not rules.allowed(url("/b"))
+
+
 # --- body handling -------------------------------------------------------------------------------
 
 
@@ -430,6 +437,13 @@ def test_shared_header_and_merged_groups() -> None:
     assert rules.sitemaps == ("http://a.test/sitemap.xml",)
 
 
+def test_bare_rule_line_ends_a_group_header() -> None:
+    rules = rules_for("User-agent: other\nDisallow\nUser-agent: PoliteCrawler\nDisallow: /x\n")
+    assert not rules.allowed(url("/x"))
+    rules = rules_for("User-agent: PoliteCrawler\nDisallow\nUser-agent: other\nDisallow: /x\n")
+    assert rules.allowed(url("/x"))
+
+
 def test_rules_before_any_user_agent_are_ignored() -> None:
     assert rules_for("Disallow: /\nUser-agent: *\nDisallow: /x\n").allowed(url("/y"))
 
@@ -488,9 +502,9 @@ async def test_crawl_delay_clamped_through_cache() -> None:
 
 def test_wildcard_bomb_is_bounded() -> None:
     lines = ["User-agent: *"]
-    # Under the wildcard cap, never matching the URL: each one is checked in full on every call.
-    lines += [f"Disallow: /{'*a' * 9}*b{i}" for i in range(3000)]
     lines += [f"Disallow: /{'*a' * 40}*b{i}" for i in range(5000)]
+    # Under the wildcard limit and never matching the URL: each one is checked in full on every call.
+    lines += [f"Disallow: /{'*a' * 9}*b{i}" for i in range(3000)]
     lines += [f"Allow: /{'*a' * 40}*c{i}" for i in range(5000)]
     lines += ["Disallow: /" + "z" * 50_000]
     long_url = url("/" + "a" * 4000)

@@ -1,0 +1,581 @@
+"""The frontier store contract (`frontier/store.py`), run against every backend in `store_backends`.
+
+Tests drive time by hand (`T0` plus offsets): stores never read the clock.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+from crawler.errors import ConfigError, CrawlError, ErrorType
+from crawler.urlitem import UrlItem
+from frontier.sqlite_store import SqliteStore
+from frontier.store import FrontierStore, HostLimits, HostLimitsFn, Lease, Outcome
+
+if TYPE_CHECKING:
+    from store_backends import StoreFactory
+
+# The backend fixtures live in tests/store_backends.py (the `make_store` fixture, one param per backend).
+pytest_plugins = ["store_backends"]
+
+T0 = 1_700_000_000.0
+REPO = Path(__file__).resolve().parent.parent
+
+
+def url(host: str, path: str, depth: int = 0) -> UrlItem:
+    """A UrlItem on `host`."""
+    return UrlItem(f"http://{host}/{path}", host, depth)
+
+
+def limits(table: dict[str, HostLimits]) -> HostLimitsFn:
+    """A host_limits function: `table` entries, HostLimits() for other hosts."""
+    return lambda host: table.get(host, HostLimits())
+
+
+def urls(leases: Sequence[Lease]) -> list[str]:
+    """The URLs of leases, in order."""
+    return [lease.item.url for lease in leases]
+
+
+def done(lease: Lease, host_due: float, links: Sequence[UrlItem] = ()) -> Outcome:
+    """A `done` outcome."""
+    return Outcome(lease, "done", host_due=host_due, links=links)
+
+
+def dead(lease: Lease, host_due: float, error: CrawlError) -> Outcome:
+    """A `dead` outcome carrying `error`."""
+    return Outcome(lease, "dead", host_due=host_due, error=error.as_dict())
+
+
+async def claim_all(store: FrontierStore, now: float) -> list[Lease]:
+    """Everything claimable at `now`, over as many claims as it takes."""
+    out: list[Lease] = []
+    while batch := await store.claim(now, 100):
+        out += batch
+    return out
+
+
+# ------------------------------------------------------------------ add and dedup
+
+
+async def test_add_queues_new_urls_and_counts_duplicates(make_store: StoreFactory) -> None:
+    store = await make_store()
+    batch = [url("a.test", "1"), url("a.test", "2"), url("a.test", "1"), url("b.test", "1")]
+    r = await store.add(batch, T0)
+    assert (r.queued, r.duplicates, r.over_budget) == (3, 1, 0)
+    r = await store.add([url("a.test", "2"), url("b.test", "1"), url("b.test", "2")], T0 + 1)
+    assert (r.queued, r.duplicates, r.over_budget) == (1, 2, 0)
+    assert (await store.add([], T0)).queued == 0
+    c = await store.counts()
+    assert (c.queued, c.leased, c.done, c.dead, c.hosts) == (4, 0, 0, 0, 2)
+
+
+async def test_done_url_stays_seen(make_store: StoreFactory) -> None:
+    store = await make_store()
+    await store.add([url("a.test", "1")], T0)
+    [lease] = await store.claim(T0, 10)
+    await store.complete([done(lease, T0)], T0)
+    r = await store.add([url("a.test", "1")], T0 + 5)
+    assert (r.queued, r.duplicates) == (0, 1)
+    assert await store.next_due(T0 + 5) is None
+
+
+async def test_seen_entry_expires_after_ttl(make_store: StoreFactory) -> None:
+    store = await make_store(seen_ttl=100)
+    await store.add([url("a.test", "1")], T0)
+    [lease] = await store.claim(T0, 10)
+    await store.complete([done(lease, T0)], T0)
+    assert (await store.add([url("a.test", "1")], T0 + 100)).duplicates == 1
+    r = await store.add([url("a.test", "1")], T0 + 101)
+    assert (r.queued, r.duplicates) == (1, 0)
+    # Re-adding refreshed the entry: a new TTL starts at T0 + 101.
+    assert (await store.add([url("a.test", "1")], T0 + 150)).duplicates == 1
+    assert urls(await store.claim(T0 + 150, 10)) == ["http://a.test/1"]
+
+
+async def test_complete_adds_links_with_dedup(make_store: StoreFactory) -> None:
+    store = await make_store()
+    await store.add([url("a.test", "1")], T0)
+    [lease] = await store.claim(T0, 10)
+    links = [url("a.test", "1", 1), url("a.test", "2", 1), url("b.test", "x", 1), url("a.test", "2", 1)]
+    assert await store.complete([done(lease, T0, links)], T0) == 0
+    c = await store.counts()
+    assert (c.queued, c.done, c.hosts) == (2, 1, 2)
+    leased = await claim_all(store, T0)
+    assert sorted((x.item.url, x.item.depth) for x in leased) == [
+        ("http://a.test/2", 1),
+        ("http://b.test/x", 1),
+    ]
+
+
+async def test_host_limits_asked_once_per_host(make_store: StoreFactory) -> None:
+    asked: list[str] = []
+
+    def host_limits(host: str) -> HostLimits:
+        asked.append(host)
+        return HostLimits()
+
+    store = await make_store(host_limits=host_limits)
+    await store.add([url("a.test", "1"), url("a.test", "2"), url("b.test", "1")], T0)
+    await store.add([url("a.test", "3"), url("b.test", "1")], T0)
+    assert sorted(asked) == ["a.test", "b.test"]
+
+
+# ------------------------------------------------------------------ claim
+
+
+async def test_claim_gives_one_url_per_host_oldest_first(make_store: StoreFactory) -> None:
+    store = await make_store()
+    await store.add([url("a.test", "1"), url("a.test", "2"), url("b.test", "1")], T0)
+    await store.add([url("a.test", "3"), url("c.test", "1")], T0)
+    first = await store.claim(T0, 10)
+    assert sorted(urls(first)) == ["http://a.test/1", "http://b.test/1", "http://c.test/1"]
+    assert len({lease.token for lease in first}) == 3
+    assert all(lease.expires_at == T0 + 600 for lease in first)
+    await store.complete([done(x, T0) for x in first], T0)
+    assert urls(await store.claim(T0, 10)) == ["http://a.test/2"]
+
+
+async def test_claim_respects_limit_and_orders_hosts_by_due_time(make_store: StoreFactory) -> None:
+    store = await make_store()
+    await store.add([url(h, str(i)) for h in ("a.test", "b.test", "c.test") for i in range(2)], T0)
+    first = {x.item.host: x for x in await store.claim(T0, 10)}
+    due = {"a.test": T0 + 3, "b.test": T0 + 1, "c.test": T0 + 2}
+    await store.complete([done(first[h], due[h]) for h in due], T0)
+    assert await store.claim(T0 + 0.5, 10) == []
+    assert [x.item.host for x in await store.claim(T0 + 5, 2)] == ["b.test", "c.test"]
+    assert [x.item.host for x in await store.claim(T0 + 5, 2)] == ["a.test"]
+    assert await store.claim(T0 + 5, 0) == []
+
+
+async def test_tokens_increase(make_store: StoreFactory) -> None:
+    store = await make_store()
+    await store.add([url("a.test", str(i)) for i in range(3)], T0)
+    tokens = []
+    for _ in range(3):
+        [lease] = await store.claim(T0, 10)
+        tokens.append(lease.token)
+        await store.complete([done(lease, T0)], T0)
+    assert tokens == sorted(tokens) and len(set(tokens)) == 3
+
+
+async def test_concurrency_one_blocks_second_lease(make_store: StoreFactory) -> None:
+    store = await make_store()
+    await store.add([url("a.test", "1"), url("a.test", "2")], T0)
+    [lease] = await store.claim(T0, 10)
+    assert await store.claim(T0 + 100, 10) == []
+    await store.complete([done(lease, T0 + 1)], T0 + 1)
+    assert urls(await store.claim(T0 + 1, 10)) == ["http://a.test/2"]
+
+
+async def test_concurrency_two_allows_two_leases_one_per_claim(make_store: StoreFactory) -> None:
+    store = await make_store(host_limits=limits({"a.test": HostLimits(concurrency=2)}))
+    await store.add([url("a.test", str(i)) for i in range(4)], T0)
+    assert urls(await store.claim(T0, 10)) == ["http://a.test/0"]
+    second = await store.claim(T0, 10)
+    assert urls(second) == ["http://a.test/1"]
+    assert await store.claim(T0, 10) == []
+    assert (await store.counts()).leased == 2
+    await store.complete([done(second[0], T0)], T0)
+    assert urls(await store.claim(T0, 10)) == ["http://a.test/2"]
+
+
+async def test_spacing_between_lease_starts(make_store: StoreFactory) -> None:
+    store = await make_store(host_limits=limits({"a.test": HostLimits(concurrency=2, spacing=10)}))
+    await store.add([url("a.test", str(i)) for i in range(3)], T0)
+    assert len(await store.claim(T0, 10)) == 1
+    assert await store.claim(T0 + 9.9, 10) == []
+    assert await store.next_due(T0 + 5) == T0 + 10
+    assert len(await store.claim(T0 + 10, 10)) == 1
+
+
+async def test_host_due_from_outcome_is_honoured(make_store: StoreFactory) -> None:
+    store = await make_store()
+    await store.add([url("a.test", "1"), url("a.test", "2"), url("b.test", "1")], T0)
+    leases = {x.item.host: x for x in await store.claim(T0, 10)}
+    await store.complete([done(leases["a.test"], T0 + 30), done(leases["b.test"], T0 + 1)], T0 + 1)
+    assert await store.next_due(T0 + 1) == T0 + 30
+    assert await store.claim(T0 + 29.9, 10) == []
+    assert urls(await store.claim(T0 + 30, 10)) == ["http://a.test/2"]
+
+
+# ------------------------------------------------------------------ retry, dead letters
+
+
+async def test_retry_waits_for_retry_at_and_counts_attempts(make_store: StoreFactory) -> None:
+    store = await make_store()
+    await store.add([url("a.test", "1")], T0)
+    [lease] = await store.claim(T0, 10)
+    assert lease.item.attempts == 0
+    stale = await store.complete([Outcome(lease, "retry", host_due=T0 + 1, retry_at=T0 + 100)], T0)
+    assert stale == 0
+    c = await store.counts()
+    assert (c.queued, c.leased, c.done) == (1, 0, 0)
+    assert await store.claim(T0 + 50, 10) == []
+    assert await store.next_due(T0 + 50) == T0 + 100
+    assert await store.claim(T0 + 60, 10) == []
+    [again] = await store.claim(T0 + 100, 10)
+    assert (again.item.url, again.item.attempts) == ("http://a.test/1", 1)
+
+
+async def test_waiting_retry_does_not_hold_back_other_urls(make_store: StoreFactory) -> None:
+    store = await make_store()
+    await store.add([url("a.test", "1"), url("a.test", "2")], T0)
+    [lease] = await store.claim(T0, 10)
+    await store.complete([Outcome(lease, "retry", host_due=T0 + 1, retry_at=T0 + 100)], T0)
+    assert await store.next_due(T0) == T0 + 1
+    [other] = await store.claim(T0 + 1, 10)
+    assert other.item.url == "http://a.test/2"
+    await store.complete([done(other, T0 + 2)], T0 + 2)
+    assert await store.claim(T0 + 3, 10) == []
+    # A new URL on the host waiting for its retry is due at once (politeness allowing).
+    await store.add([url("a.test", "3")], T0 + 4)
+    assert await store.next_due(T0 + 4) == T0 + 4
+    assert urls(await store.claim(T0 + 4, 10)) == ["http://a.test/3"]
+
+
+async def test_earlier_retry_pulls_waiting_host_forward(make_store: StoreFactory) -> None:
+    store = await make_store(host_limits=limits({"a.test": HostLimits(concurrency=2)}))
+    await store.add([url("a.test", "1"), url("a.test", "2")], T0)
+    first, second = (await store.claim(T0, 10))[0], (await store.claim(T0, 10))[0]
+    await store.complete([Outcome(first, "retry", host_due=T0, retry_at=T0 + 100)], T0)
+    assert await store.next_due(T0 + 1) == T0 + 100
+    await store.complete([Outcome(second, "retry", host_due=T0 + 2, retry_at=T0 + 20)], T0 + 2)
+    assert await store.next_due(T0 + 3) == T0 + 20
+    assert urls(await store.claim(T0 + 20, 10)) == ["http://a.test/2"]
+
+
+async def test_host_waiting_for_retry_does_not_starve_claim(make_store: StoreFactory) -> None:
+    store = await make_store()
+    await store.add([url("a.test", "1"), url("b.test", "1"), url("b.test", "2")], T0)
+    leases = {x.item.host: x for x in await store.claim(T0, 10)}
+    await store.complete(
+        [
+            Outcome(leases["a.test"], "retry", host_due=T0 + 1, retry_at=T0 + 100),
+            done(leases["b.test"], T0 + 2),
+        ],
+        T0,
+    )
+    # a.test is first in due order but has nothing eligible; the single slot goes to b.test.
+    assert urls(await store.claim(T0 + 3, 1)) == ["http://b.test/2"]
+
+
+async def test_latest_host_due_wins_within_one_call(make_store: StoreFactory) -> None:
+    store = await make_store(host_limits=limits({"a.test": HostLimits(concurrency=2)}))
+    await store.add([url("a.test", str(i)) for i in range(3)], T0)
+    leases = (await store.claim(T0, 10)) + (await store.claim(T0, 10))
+    await store.complete([done(leases[0], T0 + 5), done(leases[1], T0 + 9)], T0 + 1)
+    assert await store.next_due(T0 + 1) == T0 + 9
+
+
+async def test_dead_letters_and_requeue_by_type(make_store: StoreFactory) -> None:
+    store = await make_store()
+    await store.add([url("a.test", "1"), url("b.test", "1"), url("c.test", "1")], T0)
+    leases = {x.item.host: x for x in await store.claim(T0, 10)}
+    timeout = CrawlError(ErrorType.TIMEOUT, "read timed out")
+    http = CrawlError(ErrorType.HTTP_ERROR, "503")
+    await store.complete([dead(leases["a.test"], T0, timeout)], T0 + 1)
+    await store.complete([dead(leases["b.test"], T0, http), done(leases["c.test"], T0)], T0 + 2)
+    letters = await store.dead_letters()
+    assert [(d.item.url, d.item.host, d.error, d.died_at) for d in letters] == [
+        ("http://a.test/1", "a.test", timeout.as_dict(), T0 + 1),
+        ("http://b.test/1", "b.test", http.as_dict(), T0 + 2),
+    ]
+    assert all(d.item.attempts == 1 for d in letters)
+    assert len(await store.dead_letters(limit=1)) == 1
+    c = await store.counts()
+    assert (c.queued, c.leased, c.done, c.dead, c.hosts) == (0, 0, 1, 2, 0)
+    assert await store.next_due(T0 + 3) is None
+
+    assert await store.requeue_dead(ErrorType.TIMEOUT.value, T0 + 3) == 1
+    assert [d.item.url for d in await store.dead_letters()] == ["http://b.test/1"]
+    [lease] = await store.claim(T0 + 3, 10)
+    assert (lease.item.url, lease.item.attempts) == ("http://a.test/1", 0)
+    assert await store.requeue_dead("no_such_type", T0 + 3) == 0
+    assert await store.requeue_dead(None, T0 + 3) == 1
+    assert await store.dead_letters() == []
+    c = await store.counts()
+    assert (c.queued, c.leased, c.dead) == (1, 1, 0)
+
+
+async def test_dead_letter_without_error(make_store: StoreFactory) -> None:
+    store = await make_store()
+    await store.add([url("a.test", "1")], T0)
+    [lease] = await store.claim(T0, 10)
+    await store.complete([Outcome(lease, "dead", host_due=T0)], T0)
+    [letter] = await store.dead_letters()
+    assert letter.error is None
+    assert await store.requeue_dead(None, T0) == 1
+
+
+async def test_retry_and_dead_also_add_links(make_store: StoreFactory) -> None:
+    store = await make_store()
+    await store.add([url("a.test", "1"), url("b.test", "1")], T0)
+    leases = {x.item.host: x for x in await store.claim(T0, 10)}
+    await store.complete(
+        [
+            Outcome(leases["a.test"], "retry", host_due=T0, retry_at=T0 + 9, links=[url("c.test", "r")]),
+            Outcome(leases["b.test"], "dead", host_due=T0, links=[url("c.test", "d")]),
+        ],
+        T0,
+    )
+    assert (await store.counts()).queued == 3
+
+
+# ------------------------------------------------------------------ stale leases, release
+
+
+async def test_reclaim_expired_and_stale_token_ignored(make_store: StoreFactory) -> None:
+    store = await make_store(lease_ttl=60)
+    await store.add([url("a.test", "1")], T0)
+    [old] = await store.claim(T0, 10)
+    assert old.expires_at == T0 + 60
+    assert await store.reclaim_expired(T0 + 59) == 0
+    assert await store.reclaim_expired(T0 + 60) == 1
+    assert await store.reclaim_expired(T0 + 61) == 0
+    [new] = await store.claim(T0 + 61, 10)
+    assert new.item.url == old.item.url and new.token > old.token
+    # The late result of the reclaimed lease changes nothing, but its links are discoveries.
+    assert await store.complete([done(old, T0 + 200, [url("b.test", "1")])], T0 + 62) == 1
+    c = await store.counts()
+    assert (c.queued, c.leased, c.done) == (1, 1, 0)
+    assert await store.complete([done(new, T0 + 63)], T0 + 63) == 0
+    assert await store.complete([done(new, T0 + 63)], T0 + 64) == 1
+    assert (await store.counts()).done == 1
+
+
+async def test_same_token_twice_in_one_call_counts_once(make_store: StoreFactory) -> None:
+    store = await make_store()
+    await store.add([url("a.test", "1")], T0)
+    [lease] = await store.claim(T0, 10)
+    assert await store.complete([done(lease, T0), done(lease, T0)], T0) == 1
+    c = await store.counts()
+    assert (c.done, c.leased) == (1, 0)
+
+
+async def test_release_returns_to_head_and_keeps_next_at(make_store: StoreFactory) -> None:
+    store = await make_store(host_limits=limits({"a.test": HostLimits(spacing=10)}))
+    await store.add([url("a.test", str(i)) for i in range(3)], T0)
+    [lease] = await store.claim(T0, 10)
+    await store.release([lease], T0 + 1)
+    c = await store.counts()
+    assert (c.queued, c.leased) == (3, 0)
+    assert await store.claim(T0 + 1, 10) == []
+    assert await store.next_due(T0 + 1) == T0 + 10
+    [again] = await store.claim(T0 + 10, 10)
+    assert again.item.url == "http://a.test/0" and again.token != lease.token
+    assert await store.complete([done(lease, T0 + 10)], T0 + 10) == 1  # released token is dead
+    await store.release([lease], T0 + 11)  # releasing a stale lease is a no-op
+    assert (await store.counts()).leased == 1
+
+
+async def test_release_at_concurrency_limit_frees_the_host(make_store: StoreFactory) -> None:
+    store = await make_store()
+    await store.add([url("a.test", "1"), url("a.test", "2")], T0)
+    leases = await store.claim(T0, 10)
+    assert await store.next_due(T0) == math.inf
+    await store.release(leases, T0)
+    assert urls(await store.claim(T0, 10)) == ["http://a.test/1"]
+
+
+# ------------------------------------------------------------------ next_due
+
+
+async def test_next_due_semantics(make_store: StoreFactory) -> None:
+    store = await make_store()
+    assert await store.next_due(T0) is None
+    await store.add([url("a.test", "1"), url("b.test", "1")], T0)
+    assert await store.next_due(T0) == T0
+    leases = {x.item.host: x for x in await store.claim(T0, 1)}
+    assert await store.next_due(T0) == T0  # the other host is still claimable
+    leases |= {x.item.host: x for x in await store.claim(T0, 1)}
+    # Only leases out: nothing queued, so None (the crawler also checks its own leases).
+    assert await store.next_due(T0) is None
+    await store.add([url("a.test", "2")], T0)
+    # Queued, but its host is at its concurrency limit: no time helps until a lease ends.
+    assert await store.next_due(T0) == math.inf
+    await store.complete([done(leases["a.test"], T0 + 7)], T0 + 1)
+    assert await store.next_due(T0 + 1) == T0 + 7
+    assert await store.next_due(T0 + 8) == T0 + 8
+
+
+# ------------------------------------------------------------------ budget, limits, counts, meta
+
+
+async def test_budget_caps_admissions_until_raised(make_store: StoreFactory) -> None:
+    store = await make_store(host_limits=limits({"a.test": HostLimits(budget=2)}))
+    r = await store.add([url("a.test", str(i)) for i in range(3)] + [url("b.test", "1")], T0)
+    assert (r.queued, r.duplicates, r.over_budget) == (3, 0, 1)
+    r = await store.add([url("a.test", str(i)) for i in range(3)], T0)
+    assert (r.queued, r.duplicates, r.over_budget) == (0, 2, 1)
+    # The budget counts admissions, not the queue: finishing pages frees nothing.
+    [lease] = [x for x in await store.claim(T0, 10) if x.item.host == "a.test"]
+    await store.complete([done(lease, T0)], T0)
+    assert (await store.add([url("a.test", "9")], T0)).over_budget == 1
+    await store.set_host_limits("a.test", HostLimits(budget=3))
+    r = await store.add([url("a.test", "2"), url("a.test", "9")], T0)
+    assert (r.queued, r.over_budget) == (1, 1)
+
+
+async def test_set_host_limits_changes_concurrency(make_store: StoreFactory) -> None:
+    store = await make_store()
+    await store.add([url("a.test", str(i)) for i in range(3)], T0)
+    await store.claim(T0, 10)
+    assert await store.claim(T0, 10) == []
+    await store.set_host_limits("a.test", HostLimits(concurrency=2))
+    assert urls(await store.claim(T0, 10)) == ["http://a.test/1"]
+
+
+async def test_set_host_limits_before_first_sight_wins(make_store: StoreFactory) -> None:
+    asked: list[str] = []
+
+    def host_limits(host: str) -> HostLimits:
+        asked.append(host)
+        return HostLimits()
+
+    store = await make_store(host_limits=host_limits)
+    await store.set_host_limits("a.test", HostLimits(concurrency=1, spacing=50))
+    await store.add([url("a.test", "1"), url("a.test", "2")], T0)
+    [lease] = await store.claim(T0, 10)
+    await store.complete([done(lease, T0)], T0)
+    assert await store.claim(T0 + 1, 10) == []
+    assert await store.next_due(T0 + 1) == T0 + 50
+    assert asked == []
+
+
+async def test_counts_follow_a_small_crawl(make_store: StoreFactory) -> None:
+    store = await make_store()
+    await store.add([url(h, str(i)) for h in ("a.test", "b.test") for i in range(3)], T0)
+    leases = await store.claim(T0, 10)
+    c = await store.counts()
+    assert (c.queued, c.leased, c.done, c.dead, c.hosts) == (4, 2, 0, 0, 2)
+    await store.complete([done(leases[0], T0), dead(leases[1], T0, CrawlError(ErrorType.DNS, "x"))], T0)
+    c = await store.counts()
+    assert (c.queued, c.leased, c.done, c.dead, c.hosts) == (4, 0, 1, 1, 2)
+    while leases := await store.claim(T0, 10):
+        await store.complete([done(x, T0) for x in leases], T0)
+    c = await store.counts()
+    assert (c.queued, c.leased, c.done, c.dead, c.hosts) == (0, 0, 5, 1, 0)
+
+
+async def test_meta_round_trip(make_store: StoreFactory) -> None:
+    store = await make_store()
+    assert await store.get_meta("log_offset") is None
+    await store.set_meta("log_offset", "123")
+    await store.set_meta("other", "")
+    assert await store.get_meta("log_offset") == "123"
+    await store.set_meta("log_offset", "456")
+    assert await store.get_meta("log_offset") == "456"
+    assert await store.get_meta("other") == ""
+    await store.flush()
+    assert await store.get_meta("log_offset") == "456"
+
+
+# ------------------------------------------------------------------ SQLite: crash and ownership
+
+_CRASHER = textwrap.dedent(
+    """
+    import asyncio, os, sys
+    from crawler.urlitem import UrlItem
+    from frontier.sqlite_store import SqliteStore
+    from frontier.store import HostLimits, Outcome
+
+    async def main() -> None:
+        store = await SqliteStore.open(sys.argv[1], host_limits=lambda h: HostLimits())
+        await store.add([UrlItem("http://a.test/1", "a.test"), UrlItem("http://b.test/1", "b.test")], 1.0)
+        await store.add([UrlItem("http://a.test/2", "a.test")], 1.0)
+        leases = await store.claim(1.0, 10)
+        await store.set_meta("offset", "100")
+        await store.flush()
+        # Unflushed: a new URL, a finished lease, new meta. All must vanish with the process.
+        await store.add([UrlItem("http://c.test/1", "c.test")], 2.0)
+        await store.complete([Outcome(leases[0], "done", host_due=2.0)], 2.0)
+        print(" ".join(str(x.token) for x in leases), flush=True)
+        await store.set_meta("offset", "200")
+        os._exit(0)
+
+    asyncio.run(main())
+    """
+)
+
+
+class TestSqliteDurability:
+    """What survives a killed process; specific to the embedded backend."""
+
+    def _crash(self, folder: Path) -> list[int]:
+        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        done_proc = subprocess.run(
+            [sys.executable, "-c", _CRASHER, str(folder)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        return [int(t) for t in done_proc.stdout.split()]
+
+    async def test_unflushed_writes_vanish_and_leases_return(self, tmp_path: Path) -> None:
+        old_tokens = self._crash(tmp_path)
+        assert len(old_tokens) == 2
+        async with await SqliteStore.open(tmp_path, host_limits=lambda h: HostLimits()) as store:
+            assert await store.get_meta("offset") == "100"
+            c = await store.counts()
+            assert (c.queued, c.leased, c.done, c.hosts) == (3, 0, 0, 2)
+            r = await store.add(
+                [UrlItem("http://c.test/1", "c.test"), UrlItem("http://a.test/2", "a.test")], 3
+            )
+            assert (r.queued, r.duplicates) == (1, 1)
+            leases = await store.claim(3.0, 10)
+            # Requeued at their old place, with tokens past every token handed out before.
+            assert sorted(urls(leases)) == ["http://a.test/1", "http://b.test/1", "http://c.test/1"]
+            assert min(x.token for x in leases) > max(old_tokens)
+
+    async def test_flushed_state_survives_close_and_reopen(self, tmp_path: Path) -> None:
+        store = await SqliteStore.open(tmp_path, host_limits=lambda h: HostLimits())
+        await store.add([url("a.test", "1"), url("a.test", "2")], T0)
+        [lease] = await store.claim(T0, 10)
+        await store.complete([dead(lease, T0 + 5, CrawlError(ErrorType.TLS, "bad cert"))], T0)
+        await store.set_meta("k", "v")
+        await store.close()
+        await store.close()  # idempotent
+        async with await SqliteStore.open(tmp_path, host_limits=lambda h: HostLimits()) as again:
+            assert await again.get_meta("k") == "v"
+            assert [d.item.url for d in await again.dead_letters()] == ["http://a.test/1"]
+            assert await again.next_due(T0) == T0 + 5
+            assert (await again.add([url("a.test", "1")], T0)).duplicates == 1
+
+    async def test_fresh_discards_previous_data(self, tmp_path: Path) -> None:
+        async with await SqliteStore.open(tmp_path, host_limits=lambda h: HostLimits()) as store:
+            await store.add([url("a.test", "1")], T0)
+        async with await SqliteStore.open(tmp_path, host_limits=lambda h: HostLimits(), fresh=True) as s:
+            assert (await s.counts()).queued == 0
+            assert (await s.add([url("a.test", "1")], T0)).queued == 1
+
+    async def test_second_owner_is_refused(self, tmp_path: Path) -> None:
+        db_file = tmp_path / "state" / "frontier.db"
+        async with await SqliteStore.open(db_file, host_limits=lambda h: HostLimits()):
+            with pytest.raises(ConfigError, match="in use"):
+                await SqliteStore.open(db_file, host_limits=lambda h: HostLimits())
+        async with await SqliteStore.open(db_file, host_limits=lambda h: HostLimits()) as store:
+            assert await store.next_due(T0) is None
+
+    async def test_failed_call_leaves_no_partial_changes(self, tmp_path: Path) -> None:
+        def host_limits(host: str) -> HostLimits:
+            if host == "bad.test":
+                raise RuntimeError("no limits for you")
+            return HostLimits()
+
+        async with await SqliteStore.open(tmp_path, host_limits=host_limits) as store:
+            with pytest.raises(RuntimeError):
+                await store.add([url("a.test", "1"), url("bad.test", "1")], T0)
+            assert (await store.counts()).queued == 0
+            assert (await store.add([url("a.test", "1")], T0)).queued == 1
