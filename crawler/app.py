@@ -30,14 +30,14 @@ from crawler.scope import Scope
 from crawler.sink import RecordLog
 from crawler.stats import Stats
 from crawler.worker import Worker
-from frontier.sqlite_store import SqliteStore
+from frontier.sqlite_store import DB_FILENAME, SqliteStore
 from frontier.store import HostLimits
 
 log = logging.getLogger("crawler")
 
 PAGES = "pages.jsonl"
 STATS = "stats.json"
-FRONTIER_DB = "frontier.sqlite3"
+FRONTIER_FILES = tuple(DB_FILENAME + suffix for suffix in ("", "-wal", "-shm"))
 
 
 @dataclass(frozen=True)
@@ -51,8 +51,13 @@ class CrawlJob:
     progress: bool = True
 
 
+def has_state(out: Path) -> bool:
+    """Whether `out` holds an earlier crawl that `crawler crawl -o OUT` would resume."""
+    return (out / DB_FILENAME).exists()
+
+
 @contextlib.contextmanager
-def _lock(out: Path) -> Iterator[None]:
+def folder_lock(out: Path) -> Iterator[None]:
     """One process per output folder: a second one would corrupt the resume state."""
     fh = open(out / ".lock", "w")  # noqa: SIM115 - released in finally
     try:
@@ -65,7 +70,8 @@ def _lock(out: Path) -> Iterator[None]:
         fh.close()
 
 
-def _scope(job: CrawlJob) -> Scope:
+def _scope(job: CrawlJob, known_domains: list[str]) -> Scope:
+    """Configured domains, else the seeds' hosts plus those of earlier runs of this folder."""
     c = job.config.crawl
     limits: dict[str, Any] = {
         "max_depth": None,  # depth is checked per host in ingest (domain overrides)
@@ -75,7 +81,10 @@ def _scope(job: CrawlJob) -> Scope:
     }
     if c.allow_domains:
         return Scope(list(c.allow_domains), **limits)
-    return Scope.for_seeds(job.seeds, **limits)
+    domains = set(known_domains) | set(Scope.for_seeds(job.seeds, **limits).allow_domains)
+    if not domains:
+        raise ConfigError("no valid seed URL given")
+    return Scope(sorted(domains), **limits)
 
 
 def _rebuild_neardup(path: Path, index: NearDupIndex) -> None:
@@ -98,9 +107,9 @@ def _rebuild_neardup(path: Path, index: NearDupIndex) -> None:
 async def run_crawl(job: CrawlJob) -> dict[str, Any]:
     """Crawl to completion (or max_pages / a signal); returns the final stats snapshot."""
     job.out.mkdir(parents=True, exist_ok=True)
-    with _lock(job.out):
+    with folder_lock(job.out):
         if job.fresh:
-            for name in (PAGES, STATS, FRONTIER_DB, FRONTIER_DB + "-wal", FRONTIER_DB + "-shm"):
+            for name in (PAGES, STATS, *FRONTIER_FILES):
                 (job.out / name).unlink(missing_ok=True)
         return await _run(job)
 
@@ -114,8 +123,10 @@ async def _run(job: CrawlJob) -> dict[str, Any]:
         return HostLimits(s.concurrency, s.delay, s.max_pages)
 
     async with AsyncExitStack() as stack:
-        store = await SqliteStore.open(job.out / FRONTIER_DB, host_limits=limits, seen_ttl=cfg.crawl.seen_ttl)
+        store = await SqliteStore.open(job.out, host_limits=limits, seen_ttl=cfg.crawl.seen_ttl)
         stack.push_async_callback(store.close)
+        scope = _scope(job, orjson.loads(await store.get_meta("allow_domains") or "[]"))
+        await store.set_meta("allow_domains", orjson.dumps(sorted(scope.allow_domains)).decode())
         saved = await store.get_meta("stats")
         if saved:
             stats.restore(orjson.loads(saved))
@@ -150,7 +161,6 @@ async def _run(job: CrawlJob) -> dict[str, Any]:
             error_ttl=p.robots_error_ttl,
             max_crawl_delay=p.max_crawl_delay,
         )
-        scope = _scope(job)
         ingest = Ingest(cfg, scope, stats)
         fetcher = PageFetcher(http, robots, scope, ingest.strip, max_redirects=f.max_redirects)
         analyzer = PageAnalyzer(

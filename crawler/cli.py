@@ -118,8 +118,14 @@ def _cmd_crawl(args: argparse.Namespace) -> int:
     from crawler.app import CrawlJob, run_crawl
     from crawler.seeds import read_seeds
 
+    from crawler.app import has_state
+    from crawler.seeds import Seeds
+
     cfg = _config(args)
-    seeds = read_seeds(args.urls, args.seeds)
+    if not args.urls and not args.seeds and has_state(args.out) and not args.fresh:
+        seeds = Seeds([], [])  # resuming: the frontier already holds the seeds and scope
+    else:
+        seeds = read_seeds(args.urls, args.seeds)
     for problem in seeds.problems:
         print(f"crawler: skipping invalid seed: {problem}", file=sys.stderr)
     job = CrawlJob(
@@ -134,12 +140,48 @@ def _cmd_crawl(args: argparse.Namespace) -> int:
     return EXIT_OK if final.get("finished") or cfg.crawl.max_pages else EXIT_FAILED
 
 
+def _dead_letters_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("dead-letters", help="list or requeue URLs that used up their attempts")
+    p.add_argument("action", choices=["list", "requeue"])
+    p.add_argument(
+        "out",
+        type=Path,
+        nargs="?",
+        default=Path("crawl-out"),
+        metavar="OUT",
+        help="output folder of an embedded crawl (default ./crawl-out)",
+    )
+    p.add_argument("--type", dest="error_type", metavar="T", help="only dead letters with this error type")
+    p.add_argument(
+        "--limit", type=_number(int, minimum=1), default=1000, help="list at most N (default 1000)"
+    )
+
+
+def _cmd_dead_letters(args: argparse.Namespace) -> int:
+    import orjson
+
+    from crawler.deadletters import with_embedded_store
+
+    result = asyncio.run(with_embedded_store(args.out, args.action, args.error_type, args.limit))
+    if args.action == "list":
+        for row in result:
+            sys.stdout.write(orjson.dumps(row).decode() + "\n")
+        print(f"crawler: {len(result)} dead letters", file=sys.stderr)
+    else:
+        print(
+            f"crawler: requeued {result} URLs; run `crawler crawl -o {args.out}` to fetch them",
+            file=sys.stderr,
+        )
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
     parser = argparse.ArgumentParser(prog="crawler", description="A polite, resumable web crawler.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
     _crawl_parser(sub)
+    _dead_letters_parser(sub)
     return parser
 
 
@@ -152,7 +194,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    handlers = {"crawl": _cmd_crawl}
+    handlers = {"crawl": _cmd_crawl, "dead-letters": _cmd_dead_letters}
     try:
         return handlers[args.command](args)
     except ConfigError as exc:

@@ -73,6 +73,9 @@ class PolitenessSettings:
     robots_error_ttl: float = field(default=300.0, metadata=_range(1, 86400))
     retry_after_max: float = field(default=3600.0, metadata=_range(0))
     max_backoff_delay: float = field(default=60.0, metadata=_range(0))
+    breaker_failures: int = field(default=5, metadata=_range(1))
+    breaker_cooldown: float = field(default=60.0, metadata=_range(0))
+    breaker_max_cooldown: float = field(default=1800.0, metadata=_range(0))
 
 
 @dataclass(frozen=True, slots=True)

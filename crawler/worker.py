@@ -185,7 +185,15 @@ class Worker:
 
     def _pace_rules(self, settings: HostSettings, crawl_delay: float | None) -> PaceRules:
         p = self.config.politeness
-        return PaceRules(settings.delay, crawl_delay, p.retry_after_max, p.max_backoff_delay)
+        return PaceRules(
+            settings.delay,
+            crawl_delay,
+            p.retry_after_max,
+            p.max_backoff_delay,
+            p.breaker_failures,
+            p.breaker_cooldown,
+            p.breaker_max_cooldown,
+        )
 
     async def _process(self, lease: Lease) -> None:
         item = lease.item
@@ -211,20 +219,16 @@ class Worker:
         if resp is not None:
             self.stats.incr("fetched")
             self.stats.incr("bytes", len(resp.body))
+        host_due = now
+        if resp is not None or (pf.error is not None and pf.error.type in RETRYABLE):
             host_due, pace = next_due(
                 self._pace_rules(settings, crawl_delay),
                 pace,
                 now=now,
-                status=resp.status,
-                retry_after=resp.retry_after,
+                status=resp.status if resp is not None else None,
+                retry_after=resp.retry_after if resp is not None else None,
             )
             self._paces[item.host] = pace
-        else:
-            host_due = now + (
-                delay_for(pf.rules)
-                if pf.rules and pf.error is not None and pf.error.type in RETRYABLE
-                else 0.0
-            )
         if pf.robots_unavailable and pf.rules is not None:
             self._retry_or_die(lease, pf, started, host_due=pf.rules.expires_at, retry_at=pf.rules.expires_at)
             return

@@ -16,9 +16,10 @@ SLOW_DOWN = frozenset({429, 503})
 
 @dataclass(frozen=True, slots=True)
 class HostPace:
-    """What politeness remembers about a host between fetches: an extra backoff delay."""
+    """What politeness remembers about a host between fetches."""
 
     backoff: float = 0.0  # seconds added on top of the configured delay after 429/503
+    failures: int = 0  # consecutive 5xx / network failures (the circuit breaker's count)
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +30,9 @@ class PaceRules:
     crawl_delay: float | None = None  # robots.txt Crawl-delay, already clamped
     retry_after_max: float = 3600.0
     max_backoff_delay: float = 60.0
+    breaker_failures: int = 5  # consecutive failures that open the host's circuit
+    breaker_cooldown: float = 60.0  # first pause when it opens; doubles while failures go on
+    breaker_max_cooldown: float = 1800.0
 
     @property
     def base_delay(self) -> float:
@@ -63,10 +67,25 @@ def next_due(
 ) -> tuple[float, HostPace]:
     """Return (earliest next fetch time, new pace) after a response with `status` finished at `now`.
 
-    `status` None means no response (network error): the host keeps its pace. 429/503 honour
-    Retry-After (clamped to `retry_after_max`); without one they double the effective delay up to
-    `max_backoff_delay`. Successes relax an earned backoff gradually, never below zero.
+    `status` None means no response (network error). 429/503 honour Retry-After (clamped to
+    `retry_after_max`); without one they double the effective delay up to `max_backoff_delay`.
+    Successes relax an earned backoff gradually, never below zero. A run of `breaker_failures`
+    5xx or network failures opens the host's circuit: it pauses for a cooldown that doubles while
+    the failures continue, so a broken host costs little while other hosts go on.
     """
+    due, new = _pace(rules, pace, now=now, status=status, retry_after=retry_after)
+    failed = status is None or status >= 500
+    failures = pace.failures + 1 if failed else 0
+    if failures >= rules.breaker_failures:
+        extra = failures - rules.breaker_failures
+        cooldown = min(rules.breaker_cooldown * (2.0 ** min(extra, 30)), rules.breaker_max_cooldown)
+        due = max(due, now + cooldown)
+    return due, HostPace(new.backoff, failures)
+
+
+def _pace(
+    rules: PaceRules, pace: HostPace, *, now: float, status: int | None, retry_after: str | None
+) -> tuple[float, HostPace]:
     base = rules.base_delay
     backoff = pace.backoff
     if status in SLOW_DOWN:

@@ -1,9 +1,11 @@
-"""The embedded frontier: `FrontierStore` on one SQLite file owned by one process.
+"""The embedded frontier: `FrontierStore` on one SQLite file in a folder owned by one process.
 
 Durability: WAL journal, `synchronous=NORMAL`, one connection, one open transaction. Mutating calls
 only run statements inside that transaction; `flush` commits it (state and meta together). A killed
 process therefore loses exactly what came after its last `flush`; a power loss may additionally lose
 the last few commits (NORMAL does not fsync the WAL on every commit), never corrupts the file.
+If SQLite itself fails in the middle of a call (disk full, I/O error), the store rolls back to the
+last flush, as a crash would, and refuses further calls (`RuntimeError`): close and reopen it.
 
 The file is locked exclusively while open (`locking_mode=EXCLUSIVE`): a second process (or store)
 opening it gets `ConfigError`, because opening hands back every lease and would steal live work.
@@ -47,7 +49,7 @@ from frontier.store import (
 
 __all__ = ["DB_FILENAME", "SqliteStore", "url_key"]
 
-#: The database file's name when `open` is given a directory.
+#: The database file's name inside the folder given to `SqliteStore.open`.
 DB_FILENAME = "frontier.sqlite3"
 
 _SCHEMA_VERSION = 1
@@ -146,9 +148,12 @@ def url_key(url: str) -> int:
     return h - _U64 if h > _I64_MAX else h
 
 
-def _db_path(path: str | os.PathLike[str]) -> Path:
-    p = Path(path)
-    return p / DB_FILENAME if p.is_dir() else p
+def _db_path(folder: str | os.PathLike[str]) -> Path:
+    p = Path(folder)
+    if p.exists() and not p.is_dir():
+        raise ConfigError(f"frontier path {p} is a file; give the folder the frontier may own")
+    p.mkdir(parents=True, exist_ok=True)
+    return p / DB_FILENAME
 
 
 class SqliteStore:
@@ -179,12 +184,11 @@ class SqliteStore:
         lease_ttl: float = 600,
         fresh: bool = False,
     ) -> SqliteStore:
-        """Open (or create) the store at `path` (a file, or a directory holding `DB_FILENAME`).
+        """Open (or create) the store in folder `path` (created if missing; data in `DB_FILENAME`).
 
         Every lease left by a previous process is handed back; `fresh=True` deletes the data first.
         """
         db_path = _db_path(path)
-        db_path.parent.mkdir(parents=True, exist_ok=True)
         if fresh:
             for suffix in ("", "-wal", "-shm", "-journal"):
                 with suppress(FileNotFoundError):
@@ -251,7 +255,7 @@ class SqliteStore:
         if not items:
             return AddResult()
         plan = self._plan_add(items, now)
-        if plan.accepted:
+        if plan.writes:
             with self._writing() as db:
                 self._apply_add(db, plan, now)
         return plan.result
@@ -426,10 +430,12 @@ class SqliteStore:
         )
         # New rows are eligible at once, so the host is due as soon as politeness allows.
         db.executemany(
-            "UPDATE hosts SET queued = queued + ?1, admitted = admitted + ?1, next_at = polite_at WHERE hid = ?2",
+            "UPDATE hosts SET queued = queued + ?1, admitted = admitted + ?1, next_at = polite_at"
+            " WHERE hid = ?2",
             [(rec.added, rec.hid) for rec in hosts.values() if rec.added],
         )
-        db.execute(_BUMP_STATS, (len(plan.accepted), 0, 0, 0))
+        if plan.accepted:
+            db.execute(_BUMP_STATS, (len(plan.accepted), 0, 0, 0))
 
     def _claim(self, db: sqlite3.Connection, now: float, limit: int) -> list[Lease]:
         leases: list[Lease] = []
@@ -516,7 +522,7 @@ class SqliteStore:
         plan = self._plan_add(links, now) if links else None
         with self._writing() as db:
             self._apply_complete(db, done_ids, retry_rows, dead_rows, per_host, len(outcomes) - stale)
-            if plan is not None and plan.accepted:
+            if plan is not None and plan.writes:
                 self._apply_add(db, plan, now)
         return stale
 
@@ -582,6 +588,11 @@ class _AddPlan:
     result: AddResult = field(default_factory=AddResult)
     accepted: list[tuple[int, UrlItem]] = field(default_factory=list)
     hosts: dict[str, _HostRec] = field(default_factory=dict)
+
+    @property
+    def writes(self) -> bool:
+        """Whether applying the plan changes anything (URLs to queue or hosts to create)."""
+        return bool(self.accepted) or any(rec.hid is None for rec in self.hosts.values())
 
 
 def _concurrency(limits: HostLimits) -> int:

@@ -60,6 +60,7 @@ async def run(args: argparse.Namespace, folder: Path) -> None:
     n_dup = round(args.links * args.dup)
     store_time = 0.0
     flushes = 0
+    flush_times: list[float] = []
     links_added = 0
     pages = 0
     now = 1.0
@@ -88,7 +89,8 @@ async def run(args: argparse.Namespace, folder: Path) -> None:
         if time.perf_counter() - last_flush >= args.flush_every:
             t = time.perf_counter()
             await store.flush()
-            store_time += time.perf_counter() - t
+            flush_times.append(time.perf_counter() - t)
+            store_time += flush_times[-1]
             last_flush = time.perf_counter()
             flushes += 1
     add_us = await _time_add(store, known, rng, new_link, hosts, now)
@@ -107,6 +109,9 @@ async def run(args: argparse.Namespace, folder: Path) -> None:
     print(f"store time            {store_time:.2f} s  (whole loop incl. simulation {wall:.2f} s)")
     print(f"store throughput      {pages / store_time:,.0f} pages/s")
     print(f"store cost per link   {store_time / links_added * 1e6:.2f} µs  (claim+complete+add+flush)")
+    mean_flush = sum(flush_times) / max(len(flush_times), 1)
+    max_flush = max(flush_times, default=0.0)
+    print(f"flush (commit)        {mean_flush * 1e3:.1f} ms mean, {max_flush * 1e3:.1f} ms max")
     print(f"add of 100 links      {add_us:.0f} µs per call (80 duplicates, 20 new)")
     print(f"final counts          {counts}")
     print(f"database size         {size / 1e6:.1f} MB")

@@ -62,3 +62,20 @@ def test_parse_retry_after_garbage() -> None:
     assert parse_retry_after("soon", NOW) is None
     assert parse_retry_after("-5", NOW) is None
     assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", NOW) == 0.0
+
+
+def test_circuit_breaker_opens_after_consecutive_failures_and_closes_on_success() -> None:
+    rules = PaceRules(delay=1.0, breaker_failures=3, breaker_cooldown=60.0, breaker_max_cooldown=200.0)
+    pace = HostPace()
+    gaps = []
+    for status in (500, None, 502, 500, 500, 500):
+        due, pace = next_due(rules, pace, now=NOW, status=status)
+        gaps.append(due - NOW)
+    assert gaps[:2] == [1.0, 1.0]
+    assert gaps[2:] == [60.0, 120.0, 200.0, 200.0]
+    due, pace = next_due(rules, pace, now=NOW, status=200)
+    assert due == NOW + 1.0 and pace.failures == 0
+    # A 404 is the server answering normally: it does not count towards the breaker.
+    for _ in range(5):
+        due, pace = next_due(rules, pace, now=NOW, status=404)
+    assert due == NOW + 1.0

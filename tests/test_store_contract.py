@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import os
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -561,12 +562,14 @@ class TestSqliteDurability:
             assert (await s.add([url("a.test", "1")], T0)).queued == 1
 
     async def test_second_owner_is_refused(self, tmp_path: Path) -> None:
-        db_file = tmp_path / "state" / "frontier.db"
-        async with await SqliteStore.open(db_file, host_limits=lambda h: HostLimits()):
+        folder = tmp_path / "state" / "frontier"  # created on open
+        async with await SqliteStore.open(folder, host_limits=lambda h: HostLimits()):
             with pytest.raises(ConfigError, match="in use"):
-                await SqliteStore.open(db_file, host_limits=lambda h: HostLimits())
-        async with await SqliteStore.open(db_file, host_limits=lambda h: HostLimits()) as store:
+                await SqliteStore.open(folder, host_limits=lambda h: HostLimits())
+        async with await SqliteStore.open(folder, host_limits=lambda h: HostLimits()) as store:
             assert await store.next_due(T0) is None
+        with pytest.raises(ConfigError, match="is a file"):
+            await SqliteStore.open(folder / "frontier.sqlite3", host_limits=lambda h: HostLimits())
 
     async def test_failed_call_leaves_no_partial_changes(self, tmp_path: Path) -> None:
         def host_limits(host: str) -> HostLimits:
@@ -579,3 +582,35 @@ class TestSqliteDurability:
                 await store.add([url("a.test", "1"), url("bad.test", "1")], T0)
             assert (await store.counts()).queued == 0
             assert (await store.add([url("a.test", "1")], T0)).queued == 1
+
+    async def test_storage_error_rolls_back_to_last_flush_and_stops(self, tmp_path: Path) -> None:
+        store = await SqliteStore.open(tmp_path, host_limits=lambda h: HostLimits())
+        await store.add([url("a.test", "1")], T0)
+        await store.flush()
+        await store.set_meta("k", "unflushed")
+        # Stands in for a disk error half-way through a call: the next queue insert fails.
+        store._db.execute(
+            "CREATE TEMP TRIGGER boom BEFORE INSERT ON queue BEGIN SELECT RAISE(ABORT, 'disk on fire'); END"
+        )
+        with pytest.raises(sqlite3.DatabaseError, match="disk on fire"):
+            await store.add([url("b.test", "1")], T0)
+        with pytest.raises(RuntimeError, match="reopen"):
+            await store.claim(T0, 10)
+        await store.close()
+        async with await SqliteStore.open(tmp_path, host_limits=lambda h: HostLimits()) as again:
+            assert await again.get_meta("k") is None
+            c = await again.counts()
+            assert (c.queued, c.hosts) == (1, 1)
+            assert (await again.add([url("b.test", "1")], T0)).queued == 1
+
+    async def test_zero_budget_host_asked_for_limits_once(self, tmp_path: Path) -> None:
+        asked: list[str] = []
+
+        def host_limits(host: str) -> HostLimits:
+            asked.append(host)
+            return HostLimits(budget=0)
+
+        async with await SqliteStore.open(tmp_path, host_limits=host_limits) as store:
+            assert (await store.add([url("a.test", "1")], T0)).over_budget == 1
+            assert (await store.add([url("a.test", "2")], T0)).over_budget == 1
+            assert asked == ["a.test"]
