@@ -115,11 +115,8 @@ def _config(args: argparse.Namespace) -> Config:
 
 
 def _cmd_crawl(args: argparse.Namespace) -> int:
-    from crawler.app import CrawlJob, run_crawl
-    from crawler.seeds import read_seeds
-
-    from crawler.app import has_state
-    from crawler.seeds import Seeds
+    from crawler.app import CrawlJob, has_state, run_crawl
+    from crawler.seeds import Seeds, read_seeds
 
     cfg = _config(args)
     if not args.urls and not args.seeds and has_state(args.out) and not args.fresh:

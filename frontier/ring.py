@@ -36,26 +36,26 @@ def _hash(key: str) -> int:
 class _Table(NamedTuple):
     """One immutable snapshot of the ring, swapped whole so readers never see a half-built ring."""
 
+    members: frozenset[str]
     points: list[int]  # sorted point hashes
     owners: list[str]  # owners[i] holds points[i]; one extra entry (= owners[0]) handles wrap-around
     points_np: np.ndarray  # same points as uint64, for the vectorised bulk lookup
 
 
-_EMPTY = _Table([], [], np.empty(0, dtype=np.uint64))
+_EMPTY = _Table(frozenset(), [], [], np.empty(0, dtype=np.uint64))
 
 
 class HashRing:
     """A consistent-hash ring mapping keys (host names) to members (worker ids)."""
 
-    __slots__ = ("_members", "_table", "_vnodes")
+    __slots__ = ("_table", "_vnodes")
 
     def __init__(self, members: Iterable[str] = (), *, vnodes: int = DEFAULT_VNODES) -> None:
         """Build a ring holding `members`, each with `vnodes` points."""
         if vnodes < 1:
             raise ValueError(f"vnodes must be >= 1, got {vnodes}")
         self._vnodes = vnodes
-        self._members: frozenset[str] = frozenset(members)
-        self._table = self._build(self._members)
+        self._table = self._build(frozenset(members))
 
     @classmethod
     def from_members(cls, members: Iterable[str], vnodes: int = DEFAULT_VNODES) -> Self:
@@ -70,26 +70,26 @@ class HashRing:
     @property
     def members(self) -> frozenset[str]:
         """The current members."""
-        return self._members
+        return self._table.members
 
     def __len__(self) -> int:
-        return len(self._members)
+        return len(self._table.members)
 
     def __contains__(self, member: object) -> bool:
-        return member in self._members
+        return member in self._table.members
 
     def __repr__(self) -> str:
-        return f"HashRing({sorted(self._members)!r}, vnodes={self._vnodes})"
+        return f"HashRing({sorted(self._table.members)!r}, vnodes={self._vnodes})"
 
     def add(self, member: str) -> None:
         """Add a member (no-op if present); only keys that now belong to it change owner."""
-        if member not in self._members:
-            self._set_members(self._members | {member})
+        if member not in self._table.members:
+            self._set_members(self._table.members | {member})
 
     def remove(self, member: str) -> None:
         """Remove a member (no-op if unknown); only keys it owned change owner."""
-        if member in self._members:
-            self._set_members(self._members - {member})
+        if member in self._table.members:
+            self._set_members(self._table.members - {member})
 
     def owner(self, key: str) -> str | None:
         """The member owning `key`, or None if the ring is empty."""
@@ -111,10 +111,8 @@ class HashRing:
         return {key: owners[i] for key, i in zip(keys, idx, strict=True)}
 
     def _set_members(self, members: frozenset[str]) -> None:
-        # Build first, then publish: a concurrent owner() sees either the old ring or the new one.
-        table = self._build(members)
-        self._members = members
-        self._table = table
+        # One assignment publishes members and points together: readers see the old ring or the new one.
+        self._table = self._build(members)
 
     def _build(self, members: frozenset[str]) -> _Table:
         if not members:
@@ -124,4 +122,4 @@ class HashRing:
         points = [p for p, _ in pairs]
         owners = [m for _, m in pairs]
         owners.append(owners[0])
-        return _Table(points, owners, np.array(points, dtype=np.uint64))
+        return _Table(members, points, owners, np.array(points, dtype=np.uint64))

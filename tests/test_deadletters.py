@@ -17,8 +17,9 @@ def test_three_failures_dead_letter_then_requeue_and_fetch(tmp_path: Path) -> No
     async def flaky(request: web.Request) -> web.StreamResponse:
         if state["broken"]:
             return web.Response(status=500, text="down")
-        return web.Response(text="<html><head><title>back</title></head><body>ok</body></html>",
-                            content_type="text/html")
+        return web.Response(
+            text="<html><head><title>back</title></head><body>ok</body></html>", content_type="text/html"
+        )
 
     home = Page('<html><head><title>home</title></head><body><a href="/flaky">f</a></body></html>')
     sites = {"a.test": Site(pages={"/": home, "/flaky": flaky})}
@@ -26,8 +27,19 @@ def test_three_failures_dead_letter_then_requeue_and_fetch(tmp_path: Path) -> No
     cfg.write_text("[fetch]\nmax_attempts = 3\nretry_backoff = [0.05, 0.05]\n")
     out = tmp_path / "out"
     with TestWeb(sites) as web_:
-        args = ["crawl", web_.url("a.test"), "-o", str(out), "-c", str(cfg), "--delay", "0.01",
-                "--resolve", "*.test=127.0.0.1", "--no-progress"]
+        args = [
+            "crawl",
+            web_.url("a.test"),
+            "-o",
+            str(out),
+            "-c",
+            str(cfg),
+            "--delay",
+            "0.01",
+            "--resolve",
+            "*.test=127.0.0.1",
+            "--no-progress",
+        ]
         first = run_crawler(*args)
         assert first.returncode == 0, first.stderr
         assert web_.count("a.test", "/flaky") == 3
@@ -41,8 +53,9 @@ def test_three_failures_dead_letter_then_requeue_and_fetch(tmp_path: Path) -> No
         state["broken"] = False
         requeued = run_crawler("dead-letters", "requeue", str(out), "--type", "http_error")
         assert requeued.returncode == 0 and "requeued 1" in requeued.stderr, requeued.stderr
-        again = run_crawler("crawl", "-o", str(out), "-c", str(cfg), "--resolve", "*.test=127.0.0.1",
-                            "--no-progress")
+        again = run_crawler(
+            "crawl", "-o", str(out), "-c", str(cfg), "--resolve", "*.test=127.0.0.1", "--no-progress"
+        )
         assert again.returncode == 0, again.stderr
         assert web_.count("a.test", "/flaky") == 4
     records = [r for r in read_records(out / "pages.jsonl") if page_key(r["url"]) == "a.test/flaky"]
