@@ -16,7 +16,7 @@ members give the same assignment in every process regardless of the order they w
 
 from __future__ import annotations
 
-from bisect import bisect_right
+from bisect import bisect_left
 from collections.abc import Iterable
 from typing import NamedTuple, Self
 
@@ -96,8 +96,9 @@ class HashRing:
         table = self._table
         if not table.points:
             return None
-        # bisect_right == len(points) past the last point: the sentinel owners[-1] wraps to the first.
-        return table.owners[bisect_right(table.points, _hash(key))]
+        # A key belongs to the first point at or after its hash; past the last point bisect returns
+        # len(points), where the sentinel owners[-1] wraps around to the first point's owner.
+        return table.owners[bisect_left(table.points, _hash(key))]
 
     def owners(self, keys: Iterable[str]) -> dict[str, str]:
         """Owner of each key in bulk; empty if the ring is empty."""
@@ -106,7 +107,7 @@ class HashRing:
             return {}
         keys = keys if isinstance(keys, list | tuple) else list(keys)
         hashes = np.fromiter(map(_hash, keys), dtype=np.uint64, count=len(keys))
-        idx = np.searchsorted(table.points_np, hashes, side="right").tolist()
+        idx = np.searchsorted(table.points_np, hashes, side="left").tolist()
         owners = table.owners
         return {key: owners[i] for key, i in zip(keys, idx, strict=True)}
 
@@ -117,7 +118,7 @@ class HashRing:
     def _build(self, members: frozenset[str]) -> _Table:
         if not members:
             return _EMPTY
-        # Sorting (point, member) pairs makes a 64-bit point collision resolve by name, not by insertion order.
+        # Sorting (point, member) pairs resolves a 64-bit point collision by name, not insertion order.
         pairs = sorted((_hash(f"{m}#{i}"), m) for m in members for i in range(self._vnodes))
         points = [p for p, _ in pairs]
         owners = [m for _, m in pairs]

@@ -456,7 +456,7 @@ class SqliteStore:
                     # Only retries waiting for their time: park the host until the earliest one, so
                     # later claims do not scan it again.
                     earliest = db.execute(_EARLIEST_NOT_BEFORE, (hid,)).fetchone()[0]
-                    parked.append((max(polite_at, earliest), hid))
+                    parked.append((polite_at, hid))
                     continue
                 row_id, url, depth, attempts = row
                 self._token += 1

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import os
+import random
 import sqlite3
 import subprocess
 import sys
@@ -479,6 +480,141 @@ async def test_meta_round_trip(make_store: StoreFactory) -> None:
     assert await store.get_meta("other") == ""
     await store.flush()
     assert await store.get_meta("log_offset") == "456"
+
+
+# ------------------------------------------------------------------ random walk against a model
+
+_WALK_LIMITS = {
+    "a.test": HostLimits(),
+    "b.test": HostLimits(concurrency=2),
+    "c.test": HostLimits(spacing=5),
+    "d.test": HostLimits(concurrency=2, spacing=3),
+}
+
+
+class _Model:
+    """What the contract says the store holds, tracked from the outside."""
+
+    def __init__(self) -> None:
+        self.seen: set[str] = set()
+        self.queued: dict[str, float] = {}  # url -> not before
+        self.leases: dict[int, Lease] = {}
+        self.done = 0
+        self.dead: set[str] = set()
+        self.free_at: dict[str, float] = {}  # host -> earliest next lease start (politeness)
+
+    def inflight(self, host: str) -> int:
+        return sum(1 for x in self.leases.values() if x.item.host == host)
+
+
+@pytest.mark.parametrize("seed", range(4))
+async def test_random_walk_matches_model(make_store: StoreFactory, seed: int) -> None:
+    rng = random.Random(seed)
+    store = await make_store(host_limits=lambda h: _WALK_LIMITS[h], lease_ttl=50)
+    model = _Model()
+    now = T0
+    pool = [url(h, str(i)) for h in _WALK_LIMITS for i in range(12)]
+
+    def host_of(u: str) -> str:
+        return u.split("/")[2]
+
+    def check_claimed(leases: list[Lease], at: float) -> None:
+        assert len({x.item.host for x in leases}) == len(leases), "one lease per host per claim"
+        for x in leases:
+            host = x.item.host
+            assert x.item.url in model.queued and model.queued.pop(x.item.url) <= at
+            assert at >= model.free_at.get(host, 0.0), "politeness spacing / host_due"
+            model.free_at[host] = at + _WALK_LIMITS[host].spacing
+            assert x.token not in model.leases
+            model.leases[x.token] = x
+            assert model.inflight(host) <= _WALK_LIMITS[host].concurrency
+
+    def added(items: Sequence[UrlItem]) -> int:
+        fresh = {x.url for x in items} - model.seen
+        model.seen |= fresh
+        model.queued |= dict.fromkeys(fresh, 0.0)
+        return len(fresh)
+
+    for _ in range(250):
+        op = rng.random()
+        if op < 0.2:
+            batch = rng.sample(pool, rng.randint(1, 6))
+            expected = added(batch)
+            assert (await store.add(batch, now)).queued == expected
+        elif op < 0.45:
+            leases = await store.claim(now, rng.randint(1, 4))
+            check_claimed(leases, now)
+        elif op < 0.7 and model.leases:
+            chosen = rng.sample(list(model.leases.values()), rng.randint(1, len(model.leases)))
+            outcomes = []
+            for lease in chosen:
+                kind = rng.choice(["done", "done", "retry", "dead"])
+                due = now + rng.choice([0, 1, 4])
+                retry_at = now + rng.choice([0, 2, 8])
+                links = rng.sample(pool, rng.randint(0, 3))
+                outcomes.append(Outcome(lease, kind, host_due=due, retry_at=retry_at, links=links))
+            if rng.random() < 0.2:
+                outcomes.append(outcomes[0])  # a duplicate is stale
+            stale = 0
+            for o in outcomes:
+                lease = model.leases.pop(o.lease.token, None)
+                if lease is None:
+                    stale += 1
+                    continue
+                host = lease.item.host
+                model.free_at[host] = max(model.free_at.get(host, 0.0), o.host_due)
+                if o.kind == "done":
+                    model.done += 1
+                elif o.kind == "retry":
+                    model.queued[lease.item.url] = o.retry_at
+                else:
+                    model.dead.add(lease.item.url)
+            assert await store.complete(outcomes, now) == stale
+            added([link for o in outcomes for link in o.links])
+        elif op < 0.75 and model.leases:
+            lease = rng.choice(list(model.leases.values()))
+            await store.release([lease], now)
+            del model.leases[lease.token]
+            model.queued[lease.item.url] = 0.0
+        elif op < 0.8:
+            expired = [x for x in model.leases.values() if x.expires_at <= now]
+            assert await store.reclaim_expired(now) == len(expired)
+            for x in expired:
+                del model.leases[x.token]
+                model.queued[x.item.url] = 0.0
+        elif op < 0.83 and model.dead:
+            assert await store.requeue_dead(None, now) == len(model.dead)
+            model.queued |= dict.fromkeys(model.dead, 0.0)
+            model.dead.clear()
+        elif op < 0.93:
+            # next_due is exact: nothing is claimable before it, something is at it.
+            due = await store.next_due(now)
+            if due is None:
+                assert not model.queued
+            elif due == math.inf:
+                assert model.queued
+                assert all(
+                    model.inflight(host_of(u)) >= _WALK_LIMITS[host_of(u)].concurrency for u in model.queued
+                )
+            else:
+                assert due >= now
+                if due > now:
+                    assert await store.claim(now, 100) == []
+                now = due
+                leases = await store.claim(now, 100)
+                assert leases
+                check_claimed(leases, now)
+        else:
+            now += rng.choice([0.5, 1, 3, 10, 60])
+        c = await store.counts()
+        assert (c.queued, c.leased, c.done, c.dead) == (
+            len(model.queued),
+            len(model.leases),
+            model.done,
+            len(model.dead),
+        )
+        active = {host_of(u) for u in model.queued} | {x.item.host for x in model.leases.values()}
+        assert c.hosts == len(active)
 
 
 # ------------------------------------------------------------------ SQLite: crash and ownership

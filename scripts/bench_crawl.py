@@ -1,0 +1,181 @@
+"""Full-pipeline throughput: `crawler crawl` against a bare aiohttp + selectolax loop, same run, same server.
+
+A separate server process serves many virtual hosts (`h{i}.bench`) of ~23 KB HTML pages that link within
+and across hosts. The baseline is the least a crawler can do (fetch, parse links, a set for dedup);
+the crawler runs its whole pipeline (robots, politeness bookkeeping, normalization, scope, Bloom +
+seen-set, extraction, SimHash, JSONL, SQLite commits). Prints pages/s for both and the ratio.
+
+    python scripts/bench_crawl.py [--hosts 200] [--pages 25] [--concurrency 64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing
+import os
+import random
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from urllib.parse import urljoin, urlsplit
+
+ROOT = Path(__file__).resolve().parent.parent
+WORDS = (
+    "river stone lantern copper meadow orbit velvet harbor signal thistle quartz ember falcon willow prism "
+    "cobalt tundra sonnet galaxy pepper marble canyon violet beacon saddle nectar glacier rhythm fossil"
+).split()
+
+
+def make_page(host: str, idx: int, hosts: int, pages: int, port: int) -> bytes:
+    """A deterministic ~23 KB page with ~60 links (most on the same host, a few to other hosts)."""
+    rng = random.Random(f"{host}/{idx}")
+    links = [f'<a href="/p{rng.randrange(pages)}.html">same {i}</a>' for i in range(50)]
+    for i in range(10):
+        other = f"h{rng.randrange(hosts)}.bench"
+        links.append(f'<a href="http://{other}:{port}/p{rng.randrange(pages)}.html">other {i}</a>')
+    paras = [" ".join(rng.choice(WORDS) for _ in range(120)) for _ in range(22)]
+    body = (
+        f"<!doctype html><html><head><title>{host} page {idx}</title>"
+        f'<meta name="description" content="page {idx} of {host}"></head><body>'
+        f"<h1>{host} {idx}</h1>" + "".join(f"<p>{p}</p>" for p in paras) + "<ul>"
+        + "".join(f"<li>{a}</li>" for a in links) + "</ul></body></html>"
+    )
+    return body.encode()
+
+
+def serve(sock: socket.socket, hosts: int, pages: int) -> None:
+    """Server process: answers every host from one port."""
+    from aiohttp import web
+
+    port = sock.getsockname()[1]
+    cache: dict[tuple[str, int], bytes] = {}
+
+    async def handle(request: web.Request) -> web.Response:
+        host = (request.host or "").split(":")[0]
+        if request.path == "/robots.txt":
+            return web.Response(text="User-agent: *\nDisallow: /private/\n")
+        name = request.path.rsplit("/", 1)[-1]
+        if name == "":
+            name = "p0.html"
+        if not (name.startswith("p") and name.endswith(".html")):
+            return web.Response(status=404)
+        idx = int(name[1:-5])
+        key = (host, idx)
+        body = cache.get(key)
+        if body is None:
+            body = cache[key] = make_page(host, idx, hosts, pages, port)
+        return web.Response(body=body, content_type="text/html")
+
+    async def main() -> None:
+        app = web.Application()
+        app.router.add_route("GET", "/{tail:.*}", handle)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.SockSite(runner, sock, backlog=1024)
+        await site.start()
+        await asyncio.Event().wait()
+
+    asyncio.run(main())
+
+
+async def baseline(seeds: list[str], port: int, concurrency: int) -> tuple[int, float]:
+    """The bare loop: aiohttp fetch, selectolax links, a set for dedup; returns (pages, seconds)."""
+    import aiohttp
+    from selectolax.lexbor import LexborHTMLParser
+
+    class Resolver(aiohttp.abc.AbstractResolver):
+        async def resolve(self, host: str, port: int = 0, family: int = socket.AF_INET) -> list[dict]:
+            return [{"hostname": host, "host": "127.0.0.1", "port": port, "family": socket.AF_INET,
+                     "proto": 0, "flags": 0}]
+
+        async def close(self) -> None:
+            pass
+
+    seen = set(seeds)
+    queue: asyncio.Queue[str] = asyncio.Queue()
+    for s in seeds:
+        queue.put_nowait(s)
+    done = 0
+    started = time.perf_counter()
+    connector = aiohttp.TCPConnector(resolver=Resolver(), limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def work() -> None:
+            nonlocal done
+            while True:
+                url = await queue.get()
+                try:
+                    async with session.get(url) as resp:
+                        body = await resp.read()
+                    tree = LexborHTMLParser(body)
+                    for a in tree.css("a[href]"):
+                        link = urljoin(url, a.attributes.get("href") or "")
+                        if link not in seen and urlsplit(link).hostname.endswith(".bench"):
+                            seen.add(link)
+                            queue.put_nowait(link)
+                    done += 1
+                finally:
+                    queue.task_done()
+
+        workers = [asyncio.create_task(work()) for _ in range(concurrency)]
+        await queue.join()
+        for w in workers:
+            w.cancel()
+    return done, time.perf_counter() - started
+
+
+def run_crawler(seeds: list[str], concurrency: int) -> tuple[int, float]:
+    """The real `crawler crawl` in a subprocess; returns (pages recorded, seconds)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "out"
+        seed_file = Path(tmp) / "seeds.txt"
+        seed_file.write_text("\n".join(seeds) + "\n")
+        cmd = [sys.executable, "-m", "crawler", "crawl", "--seeds", str(seed_file), "-o", str(out),
+               "--delay", "0", "--concurrency", str(concurrency), "--max-depth", "1000",
+               "--resolve", "*.bench=127.0.0.1", "--no-progress"]
+        started = time.perf_counter()
+        proc = subprocess.run(cmd, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                              capture_output=True, text=True, check=False)
+        elapsed = time.perf_counter() - started
+        if proc.returncode != 0:
+            raise SystemExit(f"crawler failed:\n{proc.stderr[-3000:]}")
+        pages = (out / "pages.jsonl").read_bytes().count(b"\n")
+    return pages, elapsed
+
+
+def main() -> None:
+    """Run both and print pages/s and the ratio."""
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--hosts", type=int, default=200)
+    ap.add_argument("--pages", type=int, default=25, help="pages per host")
+    ap.add_argument("--concurrency", type=int, default=64)
+    args = ap.parse_args()
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(1024)
+    port = sock.getsockname()[1]
+    server = multiprocessing.get_context("fork").Process(target=serve, args=(sock, args.hosts, args.pages))
+    server.start()
+    try:
+        seeds = [f"http://h{i}.bench:{port}/" for i in range(args.hosts)]
+        total = args.hosts * args.pages
+        print(f"test web: {args.hosts} hosts x {args.pages} pages (~23 KB each), concurrency {args.concurrency}")
+        b_pages, b_secs = asyncio.run(baseline(seeds, port, args.concurrency))
+        c_pages, c_secs = run_crawler(seeds, args.concurrency)
+        b_rate, c_rate = b_pages / b_secs, c_pages / c_secs
+        print(f"baseline aiohttp+selectolax: {b_pages} pages in {b_secs:.2f}s = {b_rate:.0f} pages/s")
+        print(f"crawler crawl (full pipeline, incl. process start): {c_pages} pages in {c_secs:.2f}s "
+              f"= {c_rate:.0f} pages/s")
+        print(f"ratio crawler/baseline: {c_rate / b_rate:.2f}  (reachable pages: about {total})")
+    finally:
+        server.terminate()
+        server.join()
+
+
+if __name__ == "__main__":
+    main()
