@@ -70,12 +70,15 @@ class PageAnalyzer:
                 self.neardup.add(fp, rec["url"])
             elif dup == rec["url"]:
                 dup = None
-        follow = not page.nofollow and (dup is None or self.follow_near_duplicates)
+        meta_robots = _merge_robots(page.meta_robots, resp.headers.get("x-robots-tag"), self.token)
+        directives = {d.strip() for d in meta_robots.split(",")} if meta_robots else set()
+        nofollow = page.nofollow or "nofollow" in directives
+        follow = not nofollow and (dup is None or self.follow_near_duplicates)
         rec.update(
             title=page.title,
             description=page.description,
             canonical=canonical,
-            meta_robots=page.meta_robots,
+            meta_robots=meta_robots,
             links=links,
             links_followed=follow,
             simhash=format_simhash(fp),
@@ -83,3 +86,35 @@ class PageAnalyzer:
             near_duplicate_of=dup,
         )
         return None, links if follow else []
+
+
+def _merge_robots(meta: str | None, header: str | None, token: str) -> str | None:
+    """Meta robots plus the X-Robots-Tag header's directives for all agents or our token."""
+    if not header:
+        return meta
+    found = [d.strip() for d in (meta or "").split(",") if d.strip()]
+    for part in header.split(","):
+        part = part.strip().lower()
+        agent, sep, rest = part.partition(":")
+        if sep and agent.strip() not in {
+            "noindex",
+            "nofollow",
+            "none",
+            "all",
+            "noarchive",
+            "nosnippet",
+            "unavailable_after",
+            "max-snippet",
+            "max-image-preview",
+            "max-video-preview",
+            "noimageindex",
+            "notranslate",
+        }:
+            if agent.strip() != token:
+                continue
+            part = rest.strip()
+        if part == "none":
+            found += ["noindex", "nofollow"]
+        elif part:
+            found.append(part)
+    return ", ".join(dict.fromkeys(found)) or None

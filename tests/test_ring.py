@@ -88,7 +88,9 @@ def test_owner_matches_a_naive_clockwise_scan() -> None:
 def test_a_key_hashing_exactly_onto_a_point_belongs_to_that_point() -> None:
     ring = HashRing(WORKERS, vnodes=64)
     # The key "worker-3#17" hashes to exactly worker-3's 17th point.
-    assert all(ring.owner(f"{w}#{i}") == w for w in WORKERS for i in range(64))
+    on_points = {f"{w}#{i}": w for w in WORKERS for i in range(64)}
+    assert {k: ring.owner(k) for k in on_points} == on_points
+    assert ring.owners(on_points) == on_points
 
 
 def test_bulk_owners_agree_with_owner() -> None:

@@ -1,0 +1,70 @@
+"""Ingest: normalized duplicates are rejected by the Bloom/recent layer and by the store's seen-set."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from crawler.config import Config
+from crawler.ingest import Ingest
+from crawler.scope import Scope
+from crawler.stats import Stats
+from frontier.sqlite_store import SqliteStore
+from frontier.store import HostLimits
+
+VARIANTS = [
+    "http://A.test/x/../page?id=1#top",
+    "HTTP://a.test:80/page?id=1",
+    "http://a.test/%70age?id=1&utm_source=news",
+    "http://a.test/page?id=1&jsessionid=abc",
+    "/page?id=1",
+]
+
+
+def _ingest(clock: list[float]) -> tuple[Ingest, Stats]:
+    cfg = Config()
+    stats = Stats()
+    scope = Scope(["a.test"], max_depth=None, max_url_length=2048, max_repeated_segments=3)
+    return Ingest(cfg, scope, stats, clock=lambda: clock[0]), stats
+
+
+def test_normalized_variants_collapse_to_one_url() -> None:
+    ingest, stats = _ingest([1000.0])
+    urls = ingest.normalize_links(VARIANTS, "http://a.test/dir/")
+    assert urls == ["http://a.test/page?id=1"]
+    items = ingest.admit(urls + urls, depth=1)
+    assert [i.url for i in items] == ["http://a.test/page?id=1"]
+    assert stats.c["duplicate_urls"] == 1
+
+
+def test_out_of_scope_and_depth_are_counted_by_reason() -> None:
+    ingest, stats = _ingest([1000.0])
+    assert ingest.admit(["http://b.test/", "http://sub.a.test/ok"], depth=1)[0].url == "http://sub.a.test/ok"
+    assert ingest.admit(["http://a.test/deep"], depth=11) == []
+    assert ingest.admit(["http://a.test/" + "x" * 3000], depth=1) == []
+    assert ingest.admit(["http://a.test/a/b/a/b/a/b/a/b/"], depth=1) == []
+    assert dict(stats.skipped) == {
+        "out_of_scope": 1,
+        "max_depth": 1,
+        "url_too_long": 1,
+        "repeated_segments": 1,
+    }
+
+
+async def test_store_seen_set_rejects_what_a_fresh_process_offers_again(tmp_path: Path) -> None:
+    """A second process has an empty Bloom filter: the store's exact seen-set still rejects the URL."""
+    clock = [1000.0]
+    async with await SqliteStore.open(tmp_path, host_limits=lambda h: HostLimits(), seen_ttl=50) as store:
+        first, _ = _ingest(clock)
+        added = await store.add(
+            first.admit(first.normalize_links(VARIANTS[:1], "http://a.test/"), 1), clock[0]
+        )
+        assert added.queued == 1
+        second, _ = _ingest(clock)  # new process: nothing in its Bloom filter or recent cache
+        again = second.admit(second.normalize_links(VARIANTS[1:2], "http://a.test/"), 1)
+        assert len(again) == 1  # the in-process layers cannot know...
+        result = await store.add(again, clock[0])
+        assert (result.queued, result.duplicates) == (0, 1)  # ...the store's seen-set does
+        clock[0] += 100  # past the seen TTL: the URL may be crawled again
+        third, _ = _ingest(clock)
+        result = await store.add(third.admit(["http://a.test/page?id=1"], 1), clock[0])
+        assert result.queued == 1
