@@ -24,10 +24,37 @@ from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
-WORDS = (
-    "river stone lantern copper meadow orbit velvet harbor signal thistle quartz ember falcon willow prism "
-    "cobalt tundra sonnet galaxy pepper marble canyon violet beacon saddle nectar glacier rhythm fossil"
-).split()
+WORDS = [
+    "river",
+    "stone",
+    "lantern",
+    "copper",
+    "meadow",
+    "orbit",
+    "velvet",
+    "harbor",
+    "signal",
+    "thistle",
+    "quartz",
+    "ember",
+    "falcon",
+    "willow",
+    "prism",
+    "cobalt",
+    "tundra",
+    "sonnet",
+    "galaxy",
+    "pepper",
+    "marble",
+    "canyon",
+    "violet",
+    "beacon",
+    "saddle",
+    "nectar",
+    "glacier",
+    "rhythm",
+    "fossil",
+]
 
 
 def make_page(host: str, idx: int, hosts: int, pages: int, port: int) -> bytes:
@@ -41,8 +68,11 @@ def make_page(host: str, idx: int, hosts: int, pages: int, port: int) -> bytes:
     body = (
         f"<!doctype html><html><head><title>{host} page {idx}</title>"
         f'<meta name="description" content="page {idx} of {host}"></head><body>'
-        f"<h1>{host} {idx}</h1>" + "".join(f"<p>{p}</p>" for p in paras) + "<ul>"
-        + "".join(f"<li>{a}</li>" for a in links) + "</ul></body></html>"
+        f"<h1>{host} {idx}</h1>"
+        + "".join(f"<p>{p}</p>" for p in paras)
+        + "<ul>"
+        + "".join(f"<li>{a}</li>" for a in links)
+        + "</ul></body></html>"
     )
     return body.encode()
 
@@ -89,8 +119,9 @@ async def baseline(seeds: list[str], port: int, concurrency: int) -> tuple[int, 
 
     class Resolver(aiohttp.abc.AbstractResolver):
         async def resolve(self, host: str, port: int = 0, family: int = socket.AF_INET) -> list[dict]:
-            return [{"hostname": host, "host": "127.0.0.1", "port": port, "family": socket.AF_INET,
-                     "proto": 0, "flags": 0}]
+            return [
+                {"hostname": host, "host": "127.0.0.1", "port": port, "family": socket.AF_INET, "proto": 0, "flags": 0}
+            ]
 
         async def close(self) -> None:
             pass
@@ -134,12 +165,29 @@ def run_crawler(seeds: list[str], concurrency: int) -> tuple[int, float]:
         out = Path(tmp) / "out"
         seed_file = Path(tmp) / "seeds.txt"
         seed_file.write_text("\n".join(seeds) + "\n")
-        cmd = [sys.executable, "-m", "crawler", "crawl", "--seeds", str(seed_file), "-o", str(out),
-               "--delay", "0", "--concurrency", str(concurrency), "--max-depth", "1000",
-               "--resolve", "*.bench=127.0.0.1", "--no-progress"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "crawler",
+            "crawl",
+            "--seeds",
+            str(seed_file),
+            "-o",
+            str(out),
+            "--delay",
+            "0",
+            "--concurrency",
+            str(concurrency),
+            "--max-depth",
+            "1000",
+            "--resolve",
+            "*.bench=127.0.0.1",
+            "--no-progress",
+        ]
         started = time.perf_counter()
-        proc = subprocess.run(cmd, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
-                              capture_output=True, text=True, check=False)
+        proc = subprocess.run(
+            cmd, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, check=False
+        )
         elapsed = time.perf_counter() - started
         if proc.returncode != 0:
             raise SystemExit(f"crawler failed:\n{proc.stderr[-3000:]}")
@@ -169,8 +217,10 @@ def main() -> None:
         c_pages, c_secs = run_crawler(seeds, args.concurrency)
         b_rate, c_rate = b_pages / b_secs, c_pages / c_secs
         print(f"baseline aiohttp+selectolax: {b_pages} pages in {b_secs:.2f}s = {b_rate:.0f} pages/s")
-        print(f"crawler crawl (full pipeline, incl. process start): {c_pages} pages in {c_secs:.2f}s "
-              f"= {c_rate:.0f} pages/s")
+        print(
+            f"crawler crawl (full pipeline, incl. process start): {c_pages} pages in {c_secs:.2f}s "
+            f"= {c_rate:.0f} pages/s"
+        )
         print(f"ratio crawler/baseline: {c_rate / b_rate:.2f}  (reachable pages: about {total})")
     finally:
         server.terminate()

@@ -70,9 +70,7 @@ def test_seed_file_garbage_lines_reported_and_valid_ones_crawled(tmp_path: Path)
 def test_unmapped_host_on_loopback_is_refused(tmp_path: Path) -> None:
     page = Page("<html><body>secret</body></html>")
     with TestWeb({"localhost": Site(pages={"/": page})}) as web:
-        proc = run_crawler(
-            "crawl", f"http://localhost:{web.port}/", "-o", str(tmp_path / "o"), "--no-progress"
-        )
+        proc = run_crawler("crawl", f"http://localhost:{web.port}/", "-o", str(tmp_path / "o"), "--no-progress")
         log = web.log
     assert proc.returncode == 0, proc.stderr
     (rec,) = read_records(tmp_path / "o" / "pages.jsonl")

@@ -53,9 +53,7 @@ def test_three_failures_dead_letter_then_requeue_and_fetch(tmp_path: Path) -> No
         state["broken"] = False
         requeued = run_crawler("dead-letters", "requeue", str(out), "--type", "http_error")
         assert requeued.returncode == 0 and "requeued 1" in requeued.stderr, requeued.stderr
-        again = run_crawler(
-            "crawl", "-o", str(out), "-c", str(cfg), "--resolve", "*.test=127.0.0.1", "--no-progress"
-        )
+        again = run_crawler("crawl", "-o", str(out), "-c", str(cfg), "--resolve", "*.test=127.0.0.1", "--no-progress")
         assert again.returncode == 0, again.stderr
         assert web_.count("a.test", "/flaky") == 4
     records = [r for r in read_records(out / "pages.jsonl") if page_key(r["url"]) == "a.test/flaky"]

@@ -31,9 +31,7 @@ def test_near_duplicate_flagged_not_expanded_and_unrelated_page_not_flagged(tmp_
         "/b": Page(_html("b", f"Generated at 2026-11-28 03:14:15. {ARTICLE}", ["/only-from-b"])),
         "/only-from-b": Page(_html("hidden", "never fetched", [])),
         "/c": Page(_html("c", OTHER, [])),
-        "/nofollow": Page(
-            _html("nf", "x", ["/nf-target"], '<meta name="robots" content="noindex, nofollow">')
-        ),
+        "/nofollow": Page(_html("nf", "x", ["/nf-target"], '<meta name="robots" content="noindex, nofollow">')),
         "/nf-target": Page(_html("t", "never fetched", [])),
         "/headers": Page(_html("h", "y", ["/hdr-target"]), headers={"X-Robots-Tag": "nofollow"}),
         "/hdr-target": Page(_html("t", "never fetched", [])),

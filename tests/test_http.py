@@ -71,9 +71,7 @@ SITES = {
             "/exactgz": _encoded(gzip.compress(b"y" * 4096), "gzip"),
             "/declared-big": Page(b"z" * (2 * MIB)),
             "/chunked-big": _chunked_big,
-            "/redirect": Page(
-                b"", status=302, headers={"Location": "../next/page?x=1", "Retry-After": "120"}
-            ),
+            "/redirect": Page(b"", status=302, headers={"Location": "../next/page?x=1", "Retry-After": "120"}),
             "/cookie": _set_cookie,
             "/gzbomb": gzip_bomb(200 * MIB),
             "/brbomb": brotli_bomb(200 * MIB),

@@ -55,9 +55,7 @@ async def test_store_seen_set_rejects_what_a_fresh_process_offers_again(tmp_path
     clock = [1000.0]
     async with await SqliteStore.open(tmp_path, host_limits=lambda h: HostLimits(), seen_ttl=50) as store:
         first, _ = _ingest(clock)
-        added = await store.add(
-            first.admit(first.normalize_links(VARIANTS[:1], "http://a.test/"), 1), clock[0]
-        )
+        added = await store.add(first.admit(first.normalize_links(VARIANTS[:1], "http://a.test/"), 1), clock[0])
         assert added.queued == 1
         second, _ = _ingest(clock)  # new process: nothing in its Bloom filter or recent cache
         again = second.admit(second.normalize_links(VARIANTS[1:2], "http://a.test/"), 1)

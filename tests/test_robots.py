@@ -199,9 +199,7 @@ async def test_network_errors_disallow_all(error: ErrorType, reason: str) -> Non
 
 
 async def test_error_in_the_middle_of_a_redirect_chain_disallows_all() -> None:
-    fetch = ScriptedFetch(
-        {ROBOTS: redirect("http://b.test/robots.txt"), "http://b.test/robots.txt": status(503)}
-    )
+    fetch = ScriptedFetch({ROBOTS: redirect("http://b.test/robots.txt"), "http://b.test/robots.txt": status(503)})
     rules = await make_cache(fetch, Clock()).get(ORIGIN)
     assert rules.kind == "disallow_all"
 

@@ -593,9 +593,7 @@ async def test_random_walk_matches_model(make_store: StoreFactory, seed: int) ->
                 assert not model.queued
             elif due == math.inf:
                 assert model.queued
-                assert all(
-                    model.inflight(host_of(u)) >= _WALK_LIMITS[host_of(u)].concurrency for u in model.queued
-                )
+                assert all(model.inflight(host_of(u)) >= _WALK_LIMITS[host_of(u)].concurrency for u in model.queued)
             else:
                 assert due >= now
                 if due > now:
@@ -667,9 +665,7 @@ class TestSqliteDurability:
             assert await store.get_meta("offset") == "100"
             c = await store.counts()
             assert (c.queued, c.leased, c.done, c.hosts) == (3, 0, 0, 2)
-            r = await store.add(
-                [UrlItem("http://c.test/1", "c.test"), UrlItem("http://a.test/2", "a.test")], 3
-            )
+            r = await store.add([UrlItem("http://c.test/1", "c.test"), UrlItem("http://a.test/2", "a.test")], 3)
             assert (r.queued, r.duplicates) == (1, 1)
             leases = await store.claim(3.0, 10)
             # Requeued at their old place, with tokens past every token handed out before.

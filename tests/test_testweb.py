@@ -73,9 +73,7 @@ def test_delay_handler_port_token_and_concurrency() -> None:
         return aiohttp.web.Response(text=f"handled {request.method}", status=418)
 
     sites = {
-        "s.test": Site(
-            {"/slow": Page("slow", delay=0.3), "/h": handler, "/port": Page("see http://s.test:@PORT@/x")}
-        )
+        "s.test": Site({"/slow": Page("slow", delay=0.3), "/h": handler, "/port": Page("see http://s.test:@PORT@/x")})
     }
     with TestWeb(sites) as web:
         assert get(web, "s.test", "/h")[:2] == (418, b"handled GET")

@@ -399,9 +399,7 @@ def make_link_web(
             if page_host != host:
                 continue
             title = f"{host} {path}"
-            anchors = "\n".join(
-                f'<li><a {_HREF_PREFIX}{href}">link {i}</a></li>' for i, (_, _, href) in enumerate(out)
-            )
+            anchors = "\n".join(f'<li><a {_HREF_PREFIX}{href}">link {i}</a></li>' for i, (_, _, href) in enumerate(out))
             paras = "\n".join(f"<p>{p}</p>" for p in _paragraphs(rng))
             body = (
                 f"<!doctype html>\n<html><head><title>{title}</title></head>\n<body>\n"
