@@ -28,15 +28,19 @@ from pathlib import Path
 from types import TracebackType
 from urllib.parse import urlsplit
 
+# Not re-exported by playwright.async_api, yet the one reliable sign that the target died under us.
+from playwright._impl._errors import TargetClosedError
 from playwright.async_api import (
     Browser,
     BrowserContext,
-    Error as PlaywrightError,
     Page,
     Playwright,
     Route,
     WebSocketRoute,
     async_playwright,
+)
+from playwright.async_api import (
+    Error as PlaywrightError,
 )
 
 from crawler.errors import CrawlError, ErrorType
@@ -111,6 +115,10 @@ class BrowserUnavailable(Exception):
 
 class _Crashed(Exception):
     """The browser or the page died under a render; worth one retry."""
+
+    def __init__(self, message: str, *, page_only: bool) -> None:
+        super().__init__(message)
+        self.page_only = page_only
 
 
 def _playwright_chromium_sync() -> str | None:
@@ -205,10 +213,14 @@ class _Render:
         self.last_activity = time.monotonic()
         self.subrequests: list[tuple[str, str, str]] = []
         self.crashed = False
+        self.handlers: set[asyncio.Task[object]] = set()
 
     async def on_route(self, route: Route) -> None:
         self.inflight += 1
         self.last_activity = time.monotonic()
+        task = asyncio.current_task()
+        if task is not None:
+            self.handlers.add(task)
         try:
             await self._handle(route)
         except PlaywrightError:
@@ -216,6 +228,12 @@ class _Render:
         finally:
             self.inflight -= 1
             self.last_activity = time.monotonic()
+            self.handlers.discard(task)  # type: ignore[arg-type]
+
+    def cancel_handlers(self) -> None:
+        """Stop subrequest fetches still running for a render that has ended."""
+        for task in list(self.handlers):
+            task.cancel()
 
     async def _handle(self, route: Route) -> None:
         req = route.request
@@ -228,9 +246,10 @@ class _Render:
                 self.doc_served = True
                 await route.fulfill(status=200, headers={"content-type": self.content_type}, body=self.body)
                 return
-            # Script-driven navigations, meta refreshes, iframes and popups: never fetched.
+            # Script-driven navigations, meta refreshes, iframes and popups: never fetched. ERR_ABORTED
+            # cancels a navigation without committing an error page over the document we rendered.
             self.subrequests.append((url, kind, "blocked"))
-            await route.abort("blockedbyclient")
+            await route.abort("aborted")
             return
         if kind not in _SUB_TYPES or not _same_host(url, self.url):
             self.subrequests.append((url, kind, "blocked"))
@@ -439,7 +458,7 @@ class BrowserPool:
                     return await self._render_once(browser, url, body, content_type, fetch_sub)
                 except _Crashed as exc:
                     last = exc
-                    if not browser.is_connected():
+                    if not exc.page_only:
                         await self._relaunch(browser)
             raise CrawlError(ErrorType.BROWSER_ERROR, f"{url}: browser crashed twice: {last}")
 
@@ -472,15 +491,16 @@ class BrowserPool:
                 html = await page.content()
         except TimeoutError:
             if state.crashed or not browser.is_connected():
-                raise _Crashed("browser died during render") from None
-            raise CrawlError(
-                ErrorType.BROWSER_ERROR, f"{url}: render timeout after {self.render_timeout:g}s"
-            ) from None
+                raise _Crashed("browser died during render", page_only=browser.is_connected()) from None
+            raise CrawlError(ErrorType.BROWSER_ERROR, f"{url}: render timeout after {self.render_timeout:g}s") from None
         except PlaywrightError as exc:
-            if state.crashed or not browser.is_connected():
-                raise _Crashed(f"{type(exc).__name__}: {exc.message}") from None
+            # Nothing of ours closes the page mid-render, so a closed target means a crash or a kill.
+            if state.crashed or isinstance(exc, TargetClosedError) or not browser.is_connected():
+                page_only = state.crashed and browser.is_connected()
+                raise _Crashed(f"{type(exc).__name__}: {exc.message}", page_only=page_only) from None
             raise CrawlError(ErrorType.BROWSER_ERROR, f"{url}: render failed: {exc.message}") from None
         finally:
+            state.cancel_handlers()
             if context is not None:
                 await self._discard(browser, context)
         return Rendered(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import resource
 import time
 from collections import Counter
 from pathlib import Path
@@ -56,6 +57,7 @@ class Stats:
         out["skipped"] = dict(self.skipped)
         out["elapsed_s"] = round(elapsed, 3)
         out["pages_per_s"] = round(self.c["pages"] / elapsed, 2) if elapsed > 0 else 0.0
+        out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
         out.update(extra)
         return out
 

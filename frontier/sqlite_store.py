@@ -116,15 +116,12 @@ _FIRST_DUE_HOST = (
     " WHERE queued > 0 AND inflight < concurrency ORDER BY next_at, hid LIMIT 1"
 )
 _OLDEST_ELIGIBLE = (
-    "SELECT id, url, depth, attempts FROM queue"
-    " WHERE hid = ? AND token IS NULL AND not_before <= ? ORDER BY id LIMIT 1"
+    "SELECT id, url, depth, attempts FROM queue WHERE hid = ? AND token IS NULL AND not_before <= ? ORDER BY id LIMIT 1"
 )
 _HAS_ELIGIBLE = "SELECT 1 FROM queue WHERE hid = ? AND token IS NULL AND not_before <= ? LIMIT 1"
 _EARLIEST_NOT_BEFORE = "SELECT min(not_before) FROM queue WHERE hid = ? AND token IS NULL"
 _SEEN_FRESH = "SELECT h FROM seen WHERE h IN (SELECT value FROM json_each(?)) AND at >= ?"
-_HOSTS_BY_NAME = (
-    "SELECT host, hid, budget, admitted FROM hosts WHERE host IN (SELECT value FROM json_each(?))"
-)
+_HOSTS_BY_NAME = "SELECT host, hid, budget, admitted FROM hosts WHERE host IN (SELECT value FROM json_each(?))"
 _INSERT_HOST = (
     "INSERT INTO hosts (host, next_at, polite_at, inflight, queued, concurrency, spacing, budget, admitted)"
     " VALUES (?, 0, 0, 0, 0, ?, ?, ?, 0) RETURNING hid"
@@ -134,12 +131,8 @@ _LEASED_BY_TOKEN = (
 )
 _UNLEASE = "UPDATE queue SET token = NULL, expires_at = NULL WHERE id = ?"
 # A row put back unleased is eligible now, so next_at falls to the host's politeness time.
-_HOST_UNLEASED = (
-    "UPDATE hosts SET inflight = inflight - ?1, queued = queued + ?1, next_at = polite_at WHERE hid = ?2"
-)
-_BUMP_STATS = (
-    "UPDATE stats SET queued = queued + ?, leased = leased + ?, done = done + ?, dead = dead + ? WHERE id = 1"
-)
+_HOST_UNLEASED = "UPDATE hosts SET inflight = inflight - ?1, queued = queued + ?1, next_at = polite_at WHERE hid = ?2"
+_BUMP_STATS = "UPDATE stats SET queued = queued + ?, leased = leased + ?, done = done + ?, dead = dead + ? WHERE id = 1"
 
 
 def url_key(url: str) -> int:
@@ -421,17 +414,14 @@ class SqliteStore:
                     _INSERT_HOST, (host, rec.concurrency, float(rec.limits.spacing), rec.budget)
                 ).fetchone()
         hosts = plan.hosts
-        db.executemany(
-            "INSERT OR REPLACE INTO seen (h, at) VALUES (?, ?)", [(h, now) for h, _ in plan.accepted]
-        )
+        db.executemany("INSERT OR REPLACE INTO seen (h, at) VALUES (?, ?)", [(h, now) for h, _ in plan.accepted])
         db.executemany(
             "INSERT INTO queue (hid, url, depth, attempts, not_before) VALUES (?, ?, ?, ?, 0)",
             [(hosts[item.host].hid, item.url, item.depth, item.attempts) for _, item in plan.accepted],
         )
         # New rows are eligible at once, so the host is due as soon as politeness allows.
         db.executemany(
-            "UPDATE hosts SET queued = queued + ?1, admitted = admitted + ?1, next_at = polite_at"
-            " WHERE hid = ?2",
+            "UPDATE hosts SET queued = queued + ?1, admitted = admitted + ?1, next_at = polite_at WHERE hid = ?2",
             [(rec.added, rec.hid) for rec in hosts.values() if rec.added],
         )
         if plan.accepted:
@@ -456,7 +446,7 @@ class SqliteStore:
                     # Only retries waiting for their time: park the host until the earliest one, so
                     # later claims do not scan it again.
                     earliest = db.execute(_EARLIEST_NOT_BEFORE, (hid,)).fetchone()[0]
-                    parked.append((polite_at, hid))
+                    parked.append((max(polite_at, earliest), hid))
                     continue
                 row_id, url, depth, attempts = row
                 self._token += 1
@@ -537,8 +527,7 @@ class SqliteStore:
     ) -> None:
         db.executemany("DELETE FROM queue WHERE id = ?", done_ids)
         db.executemany(
-            "UPDATE queue SET token = NULL, expires_at = NULL, attempts = attempts + 1, not_before = ?"
-            " WHERE id = ?",
+            "UPDATE queue SET token = NULL, expires_at = NULL, attempts = attempts + 1, not_before = ? WHERE id = ?",
             retry_rows,
         )
         if dead_rows:
@@ -629,8 +618,6 @@ def _prepare(db: sqlite3.Connection, path: Path) -> None:
     db.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
     # One process owns the file, so every lease still recorded belongs to a dead process.
     db.execute("UPDATE queue SET token = NULL, expires_at = NULL WHERE token IS NOT NULL")
-    db.execute(
-        "UPDATE hosts SET queued = queued + inflight, inflight = 0, next_at = polite_at WHERE inflight > 0"
-    )
+    db.execute("UPDATE hosts SET queued = queued + inflight, inflight = 0, next_at = polite_at WHERE inflight > 0")
     db.execute("UPDATE stats SET queued = queued + leased, leased = 0 WHERE id = 1")
     db.execute("COMMIT")

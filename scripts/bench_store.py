@@ -127,8 +127,7 @@ async def _time_add(
 ) -> float:
     """Mean µs of one `add` of 100 links, 80 of them already seen."""
     batches = [
-        [known[rng.randrange(len(known))] for _ in range(80)]
-        + [new_link(rng.choice(hosts), 1) for _ in range(20)]
+        [known[rng.randrange(len(known))] for _ in range(80)] + [new_link(rng.choice(hosts), 1) for _ in range(20)]
         for _ in range(200)
     ]
     t = time.perf_counter()
