@@ -18,14 +18,10 @@ import orjson
 
 from crawler.config import Config
 from crawler.errors import ConfigError
-from crawler.fetch import PageFetcher, robots_fetcher
-from crawler.http import HttpFetcher
-from crawler.ingest import Ingest
 from crawler.neardup import NearDupIndex
-from crawler.net import AddressPolicy
-from crawler.page import MIN_NEARDUP_TEXT, PageAnalyzer
+from crawler.page import MIN_NEARDUP_TEXT, LocalNearDup
+from crawler.pipeline import open_pipeline
 from crawler.progress import report_progress
-from crawler.robots import RobotsCache
 from crawler.scope import Scope
 from crawler.sink import RecordLog
 from crawler.stats import Stats
@@ -140,44 +136,16 @@ async def _run(job: CrawlJob) -> dict[str, Any]:
         sink = RecordLog(job.out / PAGES)
         stack.callback(sink.close)
 
-        policy = AddressPolicy(cfg.network.resolve, allow_private=cfg.network.allow_private)
-        f = cfg.fetch
-        http = await stack.enter_async_context(
-            HttpFetcher(
-                policy,
-                user_agent=cfg.crawl.user_agent,
-                connect_timeout=f.connect_timeout,
-                read_timeout=f.read_timeout,
-                total_timeout=f.total_timeout,
-                max_body_bytes=f.max_body_bytes,
-                max_connections=max(cfg.crawl.concurrency, 8),
-            )
-        )
-        p = cfg.politeness
-        robots = RobotsCache(
-            robots_fetcher(http),
-            product_token=cfg.crawl.product_token,
-            ttl=p.robots_ttl,
-            error_ttl=p.robots_error_ttl,
-            max_crawl_delay=p.max_crawl_delay,
-        )
-        ingest = Ingest(cfg, scope, stats)
-        fetcher = PageFetcher(http, robots, scope, ingest.strip, max_redirects=f.max_redirects)
-        analyzer = PageAnalyzer(
-            ingest,
-            neardup,
-            product_token=cfg.crawl.product_token,
-            max_outlinks=cfg.crawl.max_outlinks,
-            follow_near_duplicates=cfg.crawl.follow_near_duplicates,
-        )
+        pipe = await open_pipeline(stack, cfg, scope, stats, LocalNearDup(neardup))
+        ingest = pipe.ingest
         added = await store.add(ingest.admit_seeds(job.seeds), time.time())
         log.info("seeds: %d queued, %d already known", added.queued, added.duplicates)
         worker = Worker(
             config=cfg,
             store=store,
-            fetcher=fetcher,
+            fetcher=pipe.fetcher,
             ingest=ingest,
-            analyzer=analyzer,
+            analyzer=pipe.analyzer,
             sink=sink,
             stats=stats,
             stats_path=job.out / STATS,
@@ -192,9 +160,7 @@ async def _run(job: CrawlJob) -> dict[str, Any]:
             counts = await store.counts()
             return stats.snapshot(queued=counts.queued, in_flight=len(worker.tasks), hosts=counts.hosts)
 
-        progress = (
-            asyncio.create_task(report_progress(snapshot, cfg.crawl.max_pages)) if job.progress else None
-        )
+        progress = asyncio.create_task(report_progress(snapshot, cfg.crawl.max_pages)) if job.progress else None
         try:
             await worker.run()
         finally:

@@ -10,7 +10,8 @@ reusing one and clearing cookies, which is noise next to the settle time, and a 
 only way to be sure no cookies, storage or cache pass from one host to another.
 
 Subrequest outcomes in `Rendered.subrequests`: "served" (fetch_sub answered), "refused" (fetch_sub
-returned None or failed) and "blocked" (this module's own rules: resource type, host, navigation).
+returned None or failed) and "blocked" (this module's own rules: resource type, host, navigation, or
+more than MAX_SUBFETCHES requests offered to fetch_sub in one render).
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ from playwright.async_api import (
 from crawler.errors import CrawlError, ErrorType
 
 __all__ = [
+    "MAX_SUBFETCHES",
     "SYSTEM_BROWSERS",
     "BrowserPool",
     "BrowserUnavailable",
@@ -85,6 +87,8 @@ _DROP_HEADERS = frozenset(
     {"content-encoding", "content-length", "transfer-encoding", "connection", "keep-alive", "set-cookie"}
 )
 _CLOSE_TIMEOUT = 5.0
+#: fetch_sub calls allowed per render; a page looping over XHRs would otherwise eat the host's politeness.
+MAX_SUBFETCHES = 64
 
 
 @dataclass(slots=True, frozen=True)
@@ -213,6 +217,7 @@ class _Render:
         self.last_activity = time.monotonic()
         self.subrequests: list[tuple[str, str, str]] = []
         self.crashed = False
+        self.offered = 0
         self.handlers: set[asyncio.Task[object]] = set()
 
     async def on_route(self, route: Route) -> None:
@@ -251,10 +256,11 @@ class _Render:
             self.subrequests.append((url, kind, "blocked"))
             await route.abort("aborted")
             return
-        if kind not in _SUB_TYPES or not _same_host(url, self.url):
+        if kind not in _SUB_TYPES or not _same_host(url, self.url) or self.offered >= MAX_SUBFETCHES:
             self.subrequests.append((url, kind, "blocked"))
             await route.abort("blockedbyclient")
             return
+        self.offered += 1
         try:
             resp = await self.fetch_sub(url, kind)
         except Exception:  # a failing callback must not take the render down: treat it as a refusal

@@ -57,9 +57,7 @@ def _crawl_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type
         metavar="FILE",
         help="file with one seed URL per line (# comments allowed); repeatable",
     )
-    p.add_argument(
-        "-o", "--out", type=Path, default=Path("crawl-out"), help="output folder (default ./crawl-out)"
-    )
+    p.add_argument("-o", "--out", type=Path, default=Path("crawl-out"), help="output folder (default ./crawl-out)")
     p.add_argument(
         "-c",
         "--config",
@@ -125,9 +123,7 @@ def _cmd_crawl(args: argparse.Namespace) -> int:
         seeds = read_seeds(args.urls, args.seeds)
     for problem in seeds.problems:
         print(f"crawler: skipping invalid seed: {problem}", file=sys.stderr)
-    job = CrawlJob(
-        out=args.out, seeds=seeds.urls, config=cfg, fresh=args.fresh, progress=not args.no_progress
-    )
+    job = CrawlJob(out=args.out, seeds=seeds.urls, config=cfg, fresh=args.fresh, progress=not args.no_progress)
     final = asyncio.run(run_crawl(job))
     print(
         f"crawler: {final['pages']} pages recorded ({final['failed']} with errors) in "
@@ -149,9 +145,7 @@ def _dead_letters_parser(sub: argparse._SubParsersAction) -> None:  # type: igno
         help="output folder of an embedded crawl (default ./crawl-out)",
     )
     p.add_argument("--type", dest="error_type", metavar="T", help="only dead letters with this error type")
-    p.add_argument(
-        "--limit", type=_number(int, minimum=1), default=1000, help="list at most N (default 1000)"
-    )
+    p.add_argument("--limit", type=_number(int, minimum=1), default=1000, help="list at most N (default 1000)")
 
 
 def _cmd_dead_letters(args: argparse.Namespace) -> int:

@@ -27,9 +27,7 @@ def robots_fetcher(http: HttpFetcher) -> Callable[[str], Awaitable[RobotsRespons
     """The one-hop robots.txt fetch function RobotsCache needs, over our HTTP session."""
 
     async def fetch(url: str) -> RobotsResponse:
-        resp = await http.fetch(
-            url, max_bytes=ROBOTS_FETCH_BYTES, accept="text/plain,*/*;q=0.5", truncate=True
-        )
+        resp = await http.fetch(url, max_bytes=ROBOTS_FETCH_BYTES, accept="text/plain,*/*;q=0.5", truncate=True)
         return RobotsResponse(status=resp.status, body=resp.body, location=resp.location)
 
     return fetch
@@ -94,9 +92,7 @@ class PageFetcher:
                 return result
             if rules.kind == "disallow_all":  # robots.txt unreachable (5xx, 429, network): wait
                 result.robots_unavailable = True
-                result.error = CrawlError(
-                    ErrorType.ROBOTS_DISALLOWED, f"robots.txt unavailable: {rules.reason}"
-                )
+                result.error = CrawlError(ErrorType.ROBOTS_DISALLOWED, f"robots.txt unavailable: {rules.reason}")
                 return result
             if not rules.allowed(current):
                 result.error = CrawlError(ErrorType.ROBOTS_DISALLOWED, "disallowed by robots.txt")
@@ -131,7 +127,5 @@ class PageFetcher:
             chain.add(target)
             await self._sleep(delay_for(rules))
             current = target
-        result.error = CrawlError(
-            ErrorType.TOO_MANY_REDIRECTS, f"more than {self.max_redirects} redirects from {url}"
-        )
+        result.error = CrawlError(ErrorType.TOO_MANY_REDIRECTS, f"more than {self.max_redirects} redirects from {url}")
         return result

@@ -328,9 +328,7 @@ class HttpFetcher:
             session, self._session = self._session, None
             await session.close()
 
-    def _request_headers(
-        self, headers: Mapping[str, str] | None, accept: str | None
-    ) -> dict[str, str] | None:
+    def _request_headers(self, headers: Mapping[str, str] | None, accept: str | None) -> dict[str, str] | None:
         # The defaults live on the session; per-request headers only carry what differs.
         if not headers and accept is None:
             return None

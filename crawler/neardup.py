@@ -32,9 +32,7 @@ _WORDS = re.compile(r"\w+")
 # Fast path: one bytes.translate over the UTF-8 text maps every ASCII non-letter (digits included)
 # to a space and keeps letters, "_" and all non-ASCII bytes; `split()` then yields the exact tokens
 # for ASCII text, and chunks that only need a regex pass where they contain non-ASCII characters.
-_TABLE = bytes(
-    c + 32 if 65 <= c <= 90 else c if (97 <= c <= 122 or c == 95 or c >= 128) else 32 for c in range(256)
-)
+_TABLE = bytes(c + 32 if 65 <= c <= 90 else c if (97 <= c <= 122 or c == 95 or c >= 128) else 32 for c in range(256))
 
 # Odd multipliers for order-sensitive combination, then the murmur3 64-bit finalizer so every
 # output bit depends on every input bit (SimHash needs per-bit independence of features).
@@ -47,9 +45,7 @@ _M1 = np.uint64(0xFF51AFD7ED558CCD)
 _M2 = np.uint64(0xC4CEB9FE1A85EC53)
 _S33 = np.uint64(33)
 # Row v holds the 8 bits of byte value v, least significant first.
-_BYTE_BITS = np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1, bitorder="little").astype(
-    np.int64
-)
+_BYTE_BITS = np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1, bitorder="little").astype(np.int64)
 
 
 def _utf8(s: str) -> bytes:

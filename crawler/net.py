@@ -186,11 +186,7 @@ class GuardedResolver(AbstractResolver):
         mapped = self.policy.override(host)
         if mapped is not None:
             fam = socket.AF_INET6 if ":" in mapped else socket.AF_INET
-            return [
-                ResolveResult(
-                    hostname=host, host=mapped, port=port, family=fam, proto=0, flags=_NUMERIC_FLAGS
-                )
-            ]
+            return [ResolveResult(hostname=host, host=mapped, port=port, family=fam, proto=0, flags=_NUMERIC_FLAGS)]
         if self._inner is None:
             self._inner = ThreadedResolver()
         results = await self._inner.resolve(host, port, family)

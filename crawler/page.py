@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Any
+from typing import Any, Protocol
 
 from crawler.errors import CrawlError, ErrorType
 from crawler.extract import decode_html, extract, looks_like_html, scan_links_fallback
@@ -17,13 +17,35 @@ from crawler.urlnorm import normalize
 MIN_NEARDUP_TEXT = 200
 
 
+class NearDupChecker(Protocol):
+    """Finds an earlier page within the Hamming distance, or remembers this one."""
+
+    async def check(self, fp: int, url: str) -> str | None:
+        """URL of a near-duplicate seen before; None (and `fp` remembered for `url`) otherwise."""
+        ...
+
+
+class LocalNearDup:
+    """The in-process index: one crawler process sees every page (the embedded crawl)."""
+
+    def __init__(self, index: NearDupIndex) -> None:
+        self.index = index
+
+    async def check(self, fp: int, url: str) -> str | None:
+        """See `NearDupChecker.check`."""
+        dup = self.index.find(fp)
+        if dup is None:
+            self.index.add(fp, url)
+        return None if dup == url else dup
+
+
 class PageAnalyzer:
     """Fills a record's page fields and decides which links to follow."""
 
     def __init__(
         self,
         ingest: Ingest,
-        neardup: NearDupIndex,
+        neardup: NearDupChecker,
         *,
         product_token: str,
         max_outlinks: int,
@@ -35,9 +57,7 @@ class PageAnalyzer:
         self.max_outlinks = max_outlinks
         self.follow_near_duplicates = follow_near_duplicates
 
-    def analyze(
-        self, rec: dict[str, Any], resp: Response, final_url: str
-    ) -> tuple[CrawlError | None, list[str]]:
+    async def analyze(self, rec: dict[str, Any], resp: Response, final_url: str) -> tuple[CrawlError | None, list[str]]:
         """Fill `rec` from an HTML body; returns (error, links to follow). Non-HTML is left unparsed."""
         body = resp.body
         ctype = resp.content_type
@@ -65,11 +85,7 @@ class PageAnalyzer:
         fp = simhash64(page.text)
         dup: str | None = None
         if len(page.text) >= MIN_NEARDUP_TEXT:
-            dup = self.neardup.find(fp)
-            if dup is None:
-                self.neardup.add(fp, rec["url"])
-            elif dup == rec["url"]:
-                dup = None
+            dup = await self.neardup.check(fp, rec["url"])
         meta_robots = _merge_robots(page.meta_robots, resp.headers.get("x-robots-tag"), self.token)
         directives = {d.strip() for d in meta_robots.split(",")} if meta_robots else set()
         nofollow = page.nofollow or "nofollow" in directives

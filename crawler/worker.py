@@ -176,9 +176,7 @@ class Worker:
         await self.store.flush()
         if self.stats_path is not None:
             counts = await self.store.counts()
-            snap.update(
-                queued=counts.queued, in_flight=counts.leased, hosts=counts.hosts, finished=self.finished
-            )
+            snap.update(queued=counts.queued, in_flight=counts.leased, hosts=counts.hosts, finished=self.finished)
             write_json_atomic(self.stats_path, snap)
 
     # ---- one lease -------------------------------------------------------------------------
@@ -230,15 +228,15 @@ class Worker:
             )
             self._paces[item.host] = pace
         if pf.robots_unavailable and pf.rules is not None:
-            self._retry_or_die(lease, pf, started, host_due=pf.rules.expires_at, retry_at=pf.rules.expires_at)
+            await self._retry_or_die(lease, pf, started, host_due=pf.rules.expires_at, retry_at=pf.rules.expires_at)
             return
         retryable = (pf.error is not None and pf.error.type in RETRYABLE) or (
             pf.error is None and resp is not None and resp.status in RETRY_STATUSES
         )
         if retryable:
-            self._retry_or_die(lease, pf, started, host_due=host_due)
+            await self._retry_or_die(lease, pf, started, host_due=host_due)
             return
-        rec, links = self._build_record(item, pf, started)
+        rec, links = await self._build_record(item, pf, started)
         self._write(lease, rec, links, host_due, kind="done")
 
     async def _learn_crawl_delay(self, host: str, settings: HostSettings, crawl_delay: float | None) -> None:
@@ -248,7 +246,7 @@ class Worker:
         spacing = max(settings.delay, crawl_delay or 0.0)
         await self.store.set_host_limits(host, HostLimits(settings.concurrency, spacing, settings.max_pages))
 
-    def _retry_or_die(
+    async def _retry_or_die(
         self, lease: Lease, pf: PageFetch, started: float, *, host_due: float, retry_at: float | None = None
     ) -> None:
         item = lease.item
@@ -257,20 +255,18 @@ class Worker:
         if attempts < fetch.max_attempts:
             if retry_at is None:
                 backoff = (
-                    fetch.retry_backoff[min(attempts, len(fetch.retry_backoff)) - 1]
-                    if fetch.retry_backoff
-                    else 0.0
+                    fetch.retry_backoff[min(attempts, len(fetch.retry_backoff)) - 1] if fetch.retry_backoff else 0.0
                 )
                 retry_at = max(host_due, self.clock() + backoff * random.uniform(0.8, 1.2))
             self.stats.incr("retries")
             self._pending.append(Outcome(lease, "retry", host_due, retry_at=retry_at))
             return
-        rec, _ = self._build_record(item, pf, started)
+        rec, _ = await self._build_record(item, pf, started)
         rec["dead_letter"] = True
         self.stats.incr("dead_letters")
         self._write(lease, rec, [], host_due, kind="dead")
 
-    def _build_record(self, item: UrlItem, pf: PageFetch, started: float) -> tuple[dict[str, Any], list[str]]:
+    async def _build_record(self, item: UrlItem, pf: PageFetch, started: float) -> tuple[dict[str, Any], list[str]]:
         resp = pf.response
         error = pf.error
         rec: dict[str, Any] = {
@@ -308,7 +304,7 @@ class Worker:
             if resp.status >= 400:
                 error = CrawlError(ErrorType.HTTP_ERROR, f"HTTP {resp.status}")
             elif 200 <= resp.status < 300:
-                error, follow = self.analyzer.analyze(rec, resp, pf.final_url)
+                error, follow = await self.analyzer.analyze(rec, resp, pf.final_url)
         if error is not None:
             rec["error"] = error.as_dict()
             self.stats.errors[error.type.value] += 1
@@ -316,9 +312,7 @@ class Worker:
                 self.stats.incr("robots_disallowed")
         return rec, follow
 
-    def _write(
-        self, lease: Lease, rec: dict[str, Any], follow: list[str], host_due: float, kind: OutcomeKind
-    ) -> None:
+    def _write(self, lease: Lease, rec: dict[str, Any], follow: list[str], host_due: float, kind: OutcomeKind) -> None:
         self.sink.write(rec)
         self._count_record(rec)
         links = self.ingest.admit(follow, lease.item.depth + 1) if follow else []

@@ -2,7 +2,8 @@
 
 Each page loads a shared script that fetch()es a per-page JSON list and turns it into links, so every
 render makes two subrequests through a real HttpFetcher. RSS is the sum of VmRSS over the pool's
-Chromium processes plus this process, sampled every 100 ms.
+Chromium processes plus this process, sampled every 100 ms
+(the RSS sum counts shared pages once per process, so PSS is printed too).
 
     PYTHONPATH=. python scripts/bench_render.py [--pages 200] [--size 4] [--settle-ms 500]
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import sys
 import time
@@ -18,11 +20,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from crawler.browser import BrowserPool, SubResponse  # noqa: E402
-from crawler.extract import extract  # noqa: E402
-from crawler.http import HttpFetcher  # noqa: E402
-from crawler.net import AddressPolicy  # noqa: E402
-from tests.testweb import Page, Site, TestWeb  # noqa: E402
+from crawler.browser import BrowserPool, SubResponse
+from crawler.extract import extract
+from crawler.http import HttpFetcher
+from crawler.net import AddressPolicy
+from tests.testweb import Page, Site, TestWeb
 
 HOSTS = 4
 APP_JS = """fetch(document.body.dataset.src).then(r => r.json()).then(list => {
@@ -45,27 +47,27 @@ def build_sites(pages: int) -> dict[str, Site]:
     return {h: Site(p) for h, p in sites.items()}  # type: ignore[arg-type]
 
 
-def vm_rss_kib(pid: int) -> int:
-    """VmRSS of `pid` in KiB, 0 if it is gone."""
+def proc_kib(pid: int, path: str, field: str) -> int:
+    """A `field:` value in KiB from /proc/PID/`path`, 0 if the process is gone."""
     try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+        for line in Path(f"/proc/{pid}/{path}").read_text().splitlines():
+            if line.startswith(field):
                 return int(line.split()[1])
     except (OSError, ValueError):
         pass
     return 0
 
 
-async def sample_rss(pool: BrowserPool, peak: list[int], stop: asyncio.Event) -> None:
-    """Track the peak of (browser processes + this process) RSS until `stop` is set."""
+async def sample_memory(pool: BrowserPool, peak: list[int], stop: asyncio.Event) -> None:
+    """Track peak summed VmRSS and Pss of the browser processes plus this one until `stop` is set."""
     me = os.getpid()
     while not stop.is_set():
-        total = vm_rss_kib(me) + sum(vm_rss_kib(p) for p in pool.browser_pids())
-        peak[0] = max(peak[0], total)
-        try:
+        pids = [me, *pool.browser_pids()]
+        peak[0] = max(peak[0], sum(proc_kib(p, "status", "VmRSS:") for p in pids))
+        # RSS counts shared pages (libraries, shared memory) once per process; Pss splits them.
+        peak[1] = max(peak[1], sum(proc_kib(p, "smaps_rollup", "Pss:") for p in pids))
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), 0.1)
-        except TimeoutError:
-            pass
 
 
 async def main(pages: int, size: int, settle_ms: int) -> None:
@@ -84,9 +86,9 @@ async def main(pages: int, size: int, settle_ms: int) -> None:
                 return SubResponse(resp.status, dict(resp.headers), resp.body)
 
             async with BrowserPool(size=size, user_agent="bench-render/1.0", settle_ms=settle_ms) as pool:
-                peak = [0]
+                peak = [0, 0]
                 stop = asyncio.Event()
-                sampler = asyncio.create_task(sample_rss(pool, peak, stop))
+                sampler = asyncio.create_task(sample_memory(pool, peak, stop))
                 started = time.perf_counter()
                 results = await asyncio.gather(
                     *(pool.render(u, body=b, content_type=c, fetch_sub=fetch_sub) for u, b, c in docs),
@@ -106,7 +108,7 @@ async def main(pages: int, size: int, settle_ms: int) -> None:
     print(f"elapsed {elapsed:.2f} s -> {len(ok) / elapsed:.1f} rendered pages/s")
     if lat:
         print(f"render latency ms: p50 {lat[len(lat) // 2]:.0f}  p95 {lat[int(len(lat) * 0.95)]:.0f}")
-    print(f"peak RSS (chromium + this process): {peak[0] / 1024:.0f} MiB")
+    print(f"peak memory (chromium + this process): RSS sum {peak[0] / 1024:.0f} MiB, PSS {peak[1] / 1024:.0f} MiB")
     for exc in failed[:3]:
         print(f"  failure: {exc!r}")
 

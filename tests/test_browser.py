@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from crawler.browser import (
+    MAX_SUBFETCHES,
     SYSTEM_BROWSERS,
     BrowserPool,
     BrowserUnavailable,
@@ -73,6 +74,10 @@ document.getElementById('out').textContent = 'cookie=[' + document.cookie + '] l
 document.cookie = 'k=v; path=/'; localStorage.setItem('k', 'v');
 </script></body></html>"""
 
+FLOOD = """<!doctype html><html><body><script>
+for (let i = 0; i < 100; i++) fetch('/api/links.json?i=' + i).catch(() => {});
+</script></body></html>"""
+
 HANG = """<!doctype html><html><body><p>spin</p><script>while (true) {}</script></body></html>"""
 
 NEVER_SERVED = ["/style.css", "/font.woff2", "/pic.png", "/frame.html", "/private/secret.json", "/ws"]
@@ -88,6 +93,7 @@ def _sites() -> dict[str, Site]:
         "/assets": Page(ASSETS),
         "/storage": Page(STORAGE),
         "/hang": Page(HANG),
+        "/flood": Page(FLOOD),
     }
     pages.update({p: Page("served anyway") for p in NEVER_SERVED})
     return {
@@ -184,6 +190,19 @@ async def test_everything_else_is_refused_without_touching_the_network(
     assert outcome[("/elsewhere", "document")] == "blocked"
     assert outcome[("/ws", "websocket")] == "blocked"
     assert [urlsplit(u).path for u, _ in seen] == ["/private/secret.json"]
+
+
+async def test_subrequests_offered_to_fetch_sub_are_capped(
+    pool: BrowserPool, fetcher: HttpFetcher, web: TestWeb
+) -> None:
+    url, body, ctype = await _main_doc(fetcher, web, "/flood")
+    seen: list[tuple[str, str]] = []
+    out = await pool.render(url, body=body, content_type=ctype, fetch_sub=make_fetch_sub(fetcher, seen))
+    assert len(seen) == MAX_SUBFETCHES
+    assert len(web.log) == MAX_SUBFETCHES
+    outcomes = [how for _, kind, how in out.subrequests if kind == "fetch"]
+    assert outcomes.count("served") == MAX_SUBFETCHES
+    assert outcomes.count("blocked") == 100 - MAX_SUBFETCHES
 
 
 async def test_contexts_do_not_share_cookies_or_storage(pool: BrowserPool, fetcher: HttpFetcher, web: TestWeb) -> None:

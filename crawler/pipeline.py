@@ -1,0 +1,78 @@
+"""Builds the per-process fetch pipeline (HTTP, robots, fetcher, ingest, analyzer) once, for any mode."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+
+from crawler.config import Config
+from crawler.fetch import PageFetcher, robots_fetcher
+from crawler.http import HttpFetcher
+from crawler.ingest import Ingest
+from crawler.net import AddressPolicy
+from crawler.page import NearDupChecker, PageAnalyzer
+from crawler.robots import RobotsCache, RobotsFetch
+from crawler.scope import Scope
+from crawler.stats import Stats
+
+
+@dataclass(slots=True)
+class Pipeline:
+    """The objects one crawling process shares between all its fetches."""
+
+    policy: AddressPolicy
+    http: HttpFetcher
+    robots: RobotsCache
+    ingest: Ingest
+    fetcher: PageFetcher
+    analyzer: PageAnalyzer
+
+
+async def open_pipeline(
+    stack: AsyncExitStack,
+    cfg: Config,
+    scope: Scope,
+    stats: Stats,
+    neardup: NearDupChecker,
+    *,
+    share_robots: Callable[[RobotsFetch], RobotsFetch] | None = None,
+) -> Pipeline:
+    """Open the HTTP session on `stack` and wire the rest around it.
+
+    `share_robots` wraps the robots.txt fetch (the distributed crawl shares robots.txt bodies in Redis).
+    """
+    policy = AddressPolicy(cfg.network.resolve, allow_private=cfg.network.allow_private)
+    f = cfg.fetch
+    http = await stack.enter_async_context(
+        HttpFetcher(
+            policy,
+            user_agent=cfg.crawl.user_agent,
+            connect_timeout=f.connect_timeout,
+            read_timeout=f.read_timeout,
+            total_timeout=f.total_timeout,
+            max_body_bytes=f.max_body_bytes,
+            max_connections=max(cfg.crawl.concurrency, 8),
+        )
+    )
+    p = cfg.politeness
+    fetch_robots = robots_fetcher(http)
+    if share_robots is not None:
+        fetch_robots = share_robots(fetch_robots)
+    robots = RobotsCache(
+        fetch_robots,
+        product_token=cfg.crawl.product_token,
+        ttl=p.robots_ttl,
+        error_ttl=p.robots_error_ttl,
+        max_crawl_delay=p.max_crawl_delay,
+    )
+    ingest = Ingest(cfg, scope, stats)
+    fetcher = PageFetcher(http, robots, scope, ingest.strip, max_redirects=f.max_redirects)
+    analyzer = PageAnalyzer(
+        ingest,
+        neardup,
+        product_token=cfg.crawl.product_token,
+        max_outlinks=cfg.crawl.max_outlinks,
+        follow_near_duplicates=cfg.crawl.follow_near_duplicates,
+    )
+    return Pipeline(policy, http, robots, ingest, fetcher, analyzer)
