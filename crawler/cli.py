@@ -58,6 +58,15 @@ def _crawl_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type
         help="file with one seed URL per line (# comments allowed); repeatable",
     )
     p.add_argument("-o", "--out", type=Path, default=Path("crawl-out"), help="output folder (default ./crawl-out)")
+    config_flags(p)
+    p.add_argument("--fresh", action="store_true", help="discard earlier state in OUT and start over")
+    p.add_argument("--redis", metavar="URL", help="run frontier and worker in this process on a Redis job instead")
+    p.add_argument("--job", default="default", help="job name with --redis (default: default)")
+    p.add_argument("--no-progress", action="store_true", help="no live progress display")
+
+
+def config_flags(p: argparse.ArgumentParser) -> None:
+    """The configuration flags every crawling command takes (they override -c files)."""
     p.add_argument(
         "-c",
         "--config",
@@ -81,11 +90,9 @@ def _crawl_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type
         help="map a host or wildcard (*.test) to an address, like curl --resolve; repeatable",
     )
     p.add_argument("--allow-private", action="store_true", help="allow hosts on private/loopback addresses")
-    p.add_argument("--fresh", action="store_true", help="discard earlier state in OUT and start over")
-    p.add_argument("--no-progress", action="store_true", help="no live progress display")
 
 
-def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
     crawl: dict[str, Any] = {}
     if args.max_pages is not None:
         crawl["max_pages"] = args.max_pages
@@ -109,13 +116,17 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _config(args: argparse.Namespace) -> Config:
-    return load_config(list(args.config), _overrides(args))
+    return load_config(list(args.config), overrides_from(args))
 
 
 def _cmd_crawl(args: argparse.Namespace) -> int:
     from crawler.app import CrawlJob, has_state, run_crawl
     from crawler.seeds import Seeds, read_seeds
 
+    if args.redis:
+        from crawler.cli_cluster import crawl_on_redis
+
+        return crawl_on_redis(args)
     cfg = _config(args)
     if not args.urls and not args.seeds and has_state(args.out) and not args.fresh:
         seeds = Seeds([], [])  # resuming: the frontier already holds the seeds and scope
@@ -144,6 +155,8 @@ def _dead_letters_parser(sub: argparse._SubParsersAction) -> None:  # type: igno
         metavar="OUT",
         help="output folder of an embedded crawl (default ./crawl-out)",
     )
+    p.add_argument("--redis", metavar="URL", help="the dead letters of a Redis job instead of OUT")
+    p.add_argument("--job", default="default", help="job name with --redis (default: default)")
     p.add_argument("--type", dest="error_type", metavar="T", help="only dead letters with this error type")
     p.add_argument("--limit", type=_number(int, minimum=1), default=1000, help="list at most N (default 1000)")
 
@@ -153,7 +166,12 @@ def _cmd_dead_letters(args: argparse.Namespace) -> int:
 
     from crawler.deadletters import with_embedded_store
 
-    result = asyncio.run(with_embedded_store(args.out, args.action, args.error_type, args.limit))
+    if args.redis:
+        from crawler.cli_cluster import dead_letters_on_redis
+
+        result = dead_letters_on_redis(args)
+    else:
+        result = asyncio.run(with_embedded_store(args.out, args.action, args.error_type, args.limit))
     if args.action == "list":
         for row in result:
             sys.stdout.write(orjson.dumps(row).decode() + "\n")
@@ -173,6 +191,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _crawl_parser(sub)
     _dead_letters_parser(sub)
+    from crawler.cli_cluster import add_cluster_commands
+
+    add_cluster_commands(sub)
     return parser
 
 
@@ -187,6 +208,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     handlers = {"crawl": _cmd_crawl, "dead-letters": _cmd_dead_letters}
     try:
+        if hasattr(args, "handler"):
+            return int(args.handler(args))
         return handlers[args.command](args)
     except ConfigError as exc:
         print(f"crawler: error: {exc}", file=sys.stderr)

@@ -268,11 +268,20 @@ def config_from_dict(data: dict[str, Any]) -> Config:
     return cfg
 
 
-def load_config(paths: list[Path] | None = None, overrides: dict[str, Any] | None = None) -> Config:
-    """Load `paths` in order over the built-in defaults, then `overrides` (from flags)."""
-    data: dict[str, Any] = {}
+def load_config_data(
+    paths: list[Path] | None = None, overrides: dict[str, Any] | None = None, base: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The merged, not yet validated mapping: `base`, then `paths` in order, then `overrides`."""
+    data: dict[str, Any] = dict(base or {})
     for path in paths or []:
         data = _merge(data, read_toml(path))
     if overrides:
         data = _merge(data, overrides)
-    return config_from_dict(data)
+    return data
+
+
+def load_config(
+    paths: list[Path] | None = None, overrides: dict[str, Any] | None = None, base: dict[str, Any] | None = None
+) -> Config:
+    """Load `paths` in order over `base` (or the built-in defaults), then `overrides` (from flags)."""
+    return config_from_dict(load_config_data(paths, overrides, base))

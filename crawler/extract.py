@@ -1,7 +1,7 @@
 """HTML decoding, sniffing and extraction (links, robots meta, title, visible text) with lexbor.
 
-Charset decision (`decode_html`): BOM, then the Content-Type `charset=`, then a `<meta>` in the
-first 2 KiB, else UTF-8; decoding never raises (`errors="replace"`). Labels follow the WHATWG
+Charset decision (`decode_html`): BOM, then the Content-Type `charset=` (a UTF-16 label on a body
+without NUL bytes is ignored), then a `<meta>` in the first 2 KiB, else UTF-8; decoding never raises (`errors="replace"`). Labels follow the WHATWG
 Encoding spec where Python differs (latin-1/ascii mean windows-1252, gb2312 means gbk, ...);
 labels Python does not know, or that are unsafe (utf-7, codec tricks like `unicode_escape`), mean
 UTF-8. A declared legacy (non-Unicode) charset is overridden by UTF-8 when the body contains
@@ -121,7 +121,12 @@ def decode_html(body: bytes, content_type: str | None) -> str:
     for bom, enc in _BOMS:
         if body.startswith(bom):
             return body[len(bom) :].decode(enc, "replace")
-    enc = _charset_from_content_type(content_type) or _charset_from_meta(body) or "utf-8"
+    enc = _charset_from_content_type(content_type)
+    if enc in ("utf-16-le", "utf-16-be") and b"\x00" not in body[:1024]:
+        # UTF-16 markup is full of NUL bytes (`<` is 3C 00); a body without any is not UTF-16, whatever
+        # the header says, and decoding it as such would turn the whole page into CJK noise.
+        enc = None
+    enc = enc or _charset_from_meta(body) or "utf-8"
     if enc == "utf-8" or (enc not in _UNICODE and body.isascii()):
         # Every allowed legacy encoding is ASCII-compatible, so pure-ASCII bodies decode the same.
         return body.decode("utf-8", "replace")

@@ -456,6 +456,11 @@ class HttpFetcher:
                 break
         if decoder is not None and not cut:
             decoder.finish()
+        if declared is not None and not cut and protocol is not None and len(protocol):
+            # The server sent more than it declared and the excess parsed as another response: the
+            # framing lied, so the declared body cannot be trusted to be the page either. (Excess that
+            # is not a response head already fails in the parser; excess arriving later goes unseen.)
+            raise CrawlError(ErrorType.CONNECTION, f"{url}: malformed response: body longer than Content-Length")
 
         headers: dict[str, str] = {}
         for name, value in rh.items():

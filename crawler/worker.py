@@ -13,8 +13,8 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
 import orjson
 
@@ -28,7 +28,7 @@ from crawler.sink import RecordLog
 from crawler.stats import Stats, write_json_atomic
 from crawler.urlitem import UrlItem
 from frontier.politeness import HostPace, PaceRules, next_due
-from frontier.store import FrontierStore, HostLimits, Lease, Outcome, OutcomeKind
+from frontier.store import Counts, HostLimits, Lease, Outcome, OutcomeKind
 
 log = logging.getLogger("crawler.worker")
 
@@ -43,6 +43,19 @@ def iso_utc(ts: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts * 1000) % 1000:03d}Z"
 
 
+class WorkerFrontier(Protocol):
+    """The part of the frontier a worker uses: the store itself, or its remote view in a cluster."""
+
+    async def claim(self, now: float, limit: int) -> list[Lease]: ...
+    async def complete(self, outcomes: Sequence[Outcome], now: float) -> int: ...
+    async def release(self, leases: Sequence[Lease], now: float) -> None: ...
+    async def next_due(self, now: float) -> float | None: ...
+    async def set_host_limits(self, host: str, limits: HostLimits) -> None: ...
+    async def counts(self) -> Counts: ...
+    async def set_meta(self, key: str, value: str) -> None: ...
+    async def flush(self) -> None: ...
+
+
 class Worker:
     """Runs the claim → fetch → extract → record → ack loop until the frontier is empty or stopped."""
 
@@ -50,7 +63,7 @@ class Worker:
         self,
         *,
         config: Config,
-        store: FrontierStore,
+        store: WorkerFrontier,
         fetcher: PageFetcher,
         ingest: Ingest,
         analyzer: PageAnalyzer,
@@ -58,6 +71,7 @@ class Worker:
         stats: Stats,
         stats_path: Any = None,
         replay: dict[str, dict[str, Any]] | None = None,
+        host_settings: Callable[[str], HostSettings] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.config = config
@@ -69,6 +83,8 @@ class Worker:
         self.stats = stats
         self.stats_path = stats_path
         self.replay = replay or {}
+        # Live per-domain overrides (distributed crawl) sit on top of the config here.
+        self.host_settings = host_settings or config.for_host
         self.clock = clock
         self.tasks: dict[asyncio.Task[None], Lease] = {}
         self._pending: list[Outcome] = []
@@ -199,7 +215,7 @@ class Worker:
         if record is not None:
             self._finish_replayed(lease, record)
             return
-        settings = self.config.for_host(item.host)
+        settings = self.host_settings(item.host)
         pace = self._paces.get(item.host, HostPace())
 
         def delay_for(rules: RobotsRules) -> float:

@@ -1,0 +1,253 @@
+"""A worker's view of the distributed frontier, plus what workers share through Redis.
+
+`RemoteFrontier` gives `crawler.worker.Worker` the store interface it already uses: claims come from
+this worker's inbox (filled by the frontier service with leases for the hosts it owns on the ring),
+outcomes go back on the outcomes list. `RedisNearDup` and `shared_robots` make SimHash lookups and
+robots.txt bodies cluster-wide; `LiveDomains` applies `crawler domain set` while the crawl runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+import orjson
+import redis.asyncio as aioredis
+import xxhash
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from crawler.config import Config, DomainSettings, HostSettings, config_from_dict
+from crawler.errors import ConfigError
+from crawler.neardup import block_keys, hamming
+from crawler.robots import RobotsFetch, RobotsResponse
+from frontier.cluster import decode_lease, encode_outcome
+from frontier.cluster_keys import ClusterKeys
+from frontier.store import Counts, DeadLetter, FrontierStore, HostLimits, Lease, Outcome
+
+log = logging.getLogger("crawler.remote")
+T = TypeVar("T")
+REDIS_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
+
+
+class RedisUnavailable(Exception):
+    """Redis stayed unreachable past the configured deadline."""
+
+
+async def with_redis_retry(op: Callable[[], Awaitable[T]], deadline: float, what: str) -> T:
+    """Run `op`, backing off (0.1 s doubling to 5 s, no spinning) while Redis is unreachable.
+
+    Raises RedisUnavailable after `deadline` seconds without success.
+    """
+    started = time.monotonic()
+    delay = 0.1
+    warned = False
+    while True:
+        try:
+            return await op()
+        except REDIS_ERRORS as exc:
+            waited = time.monotonic() - started
+            if waited >= deadline:
+                raise RedisUnavailable(f"Redis unreachable for {waited:.0f}s during {what}: {exc}") from exc
+            if not warned:
+                log.warning("Redis unreachable during %s (%s); backing off", what, exc)
+                warned = True
+            await asyncio.sleep(min(delay, max(0.0, deadline - waited)))
+            delay = min(delay * 2, 5.0)
+
+
+class RemoteFrontier:
+    """The `FrontierStore` methods a Worker calls, served by the frontier service through Redis."""
+
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        keys: ClusterKeys,
+        store: FrontierStore,
+        worker_id: str,
+        *,
+        redis_deadline: float = 60.0,
+        exit_when_done: bool = False,
+        poll_interval: float = 0.05,
+    ) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.store = store
+        self.worker_id = worker_id
+        self.deadline = redis_deadline
+        self.exit_when_done = exit_when_done
+        self.poll = poll_interval
+        self._meta: dict[str, str] = {}
+
+    async def claim(self, now: float, limit: int) -> list[Lease]:
+        """Take up to `limit` leases from this worker's inbox."""
+        inbox = self.keys.inbox(self.worker_id)
+        raw = await with_redis_retry(lambda: self.redis.lpop(inbox, limit), self.deadline, "claim")
+        return [decode_lease(r) for r in raw or []]
+
+    async def complete(self, outcomes: Sequence[Outcome], now: float) -> int:
+        """Send outcomes to the frontier (one round trip); staleness is judged there."""
+        if outcomes:
+            msgs = [encode_outcome(o, self.worker_id) for o in outcomes]
+            await with_redis_retry(lambda: self.redis.rpush(self.keys.outcomes, *msgs), self.deadline, "ack")
+        return 0
+
+    async def release(self, leases: Sequence[Lease], now: float) -> None:
+        """Hand leases back unfetched (shutdown), including those still waiting in the inbox."""
+        inbox = self.keys.inbox(self.worker_id)
+        waiting = await with_redis_retry(lambda: self.redis.lpop(inbox, 100_000), self.deadline, "release")
+        back = list(leases) + [decode_lease(r) for r in waiting or []]
+        if back:
+            msgs = [encode_outcome(lease, self.worker_id) for lease in back]
+            await with_redis_retry(lambda: self.redis.rpush(self.keys.outcomes, *msgs), self.deadline, "release")
+
+    async def reclaim_expired(self, now: float) -> int:
+        """The frontier service reclaims; nothing to do on a worker."""
+        return 0
+
+    async def next_due(self, now: float) -> float | None:
+        """Poll again shortly; None (finish) only in exit-when-done mode once the job is done."""
+        if self.exit_when_done:
+            state = await with_redis_retry(lambda: self.redis.hget(self.keys.state, "done"), self.deadline, "state")
+            if state == b"1":
+                inbox = self.keys.inbox(self.worker_id)
+                if not await with_redis_retry(lambda: self.redis.llen(inbox), self.deadline, "state"):
+                    return None
+        return now + self.poll
+
+    async def set_host_limits(self, host: str, limits: HostLimits) -> None:
+        """Crawl-delay learned by this worker: the shared store's spacing follows."""
+        await with_redis_retry(lambda: self.store.set_host_limits(host, limits), self.deadline, "limits")
+
+    async def counts(self) -> Counts:
+        """The shared frontier's sizes."""
+        return await with_redis_retry(self.store.counts, self.deadline, "counts")
+
+    async def dead_letters(self, limit: int = 1000) -> list[DeadLetter]:
+        """The shared dead letters."""
+        return await self.store.dead_letters(limit)
+
+    async def requeue_dead(self, error_type: str | None, now: float) -> int:
+        """Requeue shared dead letters."""
+        return await self.store.requeue_dead(error_type, now)
+
+    async def get_meta(self, key: str) -> str | None:
+        """Worker-local bookkeeping (the embedded crawl keeps its log offset here)."""
+        return self._meta.get(key)
+
+    async def set_meta(self, key: str, value: str) -> None:
+        """Worker-local bookkeeping; the heartbeat publishes the stats."""
+        self._meta[key] = value
+
+    async def flush(self) -> None:
+        """Outcomes are sent as they are completed: nothing is buffered here."""
+
+    async def close(self) -> None:
+        """The Redis client is owned by the composition root."""
+
+
+class RedisNearDup:
+    """SimHash near-duplicate lookup shared by all workers: permuted blocks (Manku et al.) in Redis sets."""
+
+    def __init__(self, redis: aioredis.Redis, keys: ClusterKeys, max_distance: int = 3) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.k = max_distance
+
+    async def check(self, fp: int, url: str) -> str | None:
+        """URL of a stored fingerprint within distance k; else store this one (two round trips at most)."""
+        names = [self.keys.simhash_block(i, v) for i, v in block_keys(fp, self.k)]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for name in names:
+                pipe.smembers(name)
+            groups = await pipe.execute()
+        best: tuple[int, str] | None = None
+        for members in groups:
+            for m in members:
+                hexfp, _, other = m.decode().partition(" ")
+                d = hamming(fp, int(hexfp, 16))
+                if d <= self.k and other != url and (best is None or d < best[0]):
+                    best = (d, other)
+        if best is not None:
+            return best[1]
+        member = f"{fp:016x} {url}"
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for name in names:
+                pipe.sadd(name, member)
+            await pipe.execute()
+        return None
+
+
+def shared_robots(redis: aioredis.Redis, keys: ClusterKeys, ttl: float) -> Callable[[RobotsFetch], RobotsFetch]:
+    """Wrap a robots.txt fetch so each URL is fetched once per TTL for the whole cluster.
+
+    Only answers are shared (2xx, 3xx, 4xx other than 429); failures are not, so the next worker retries.
+    """
+
+    def wrap(fetch: RobotsFetch) -> RobotsFetch:
+        async def shared(url: str) -> RobotsResponse:
+            key = keys.robots(xxhash.xxh3_64_hexdigest(url))
+            raw = await redis.get(key)
+            if raw is not None:
+                head, _, body = raw.partition(b"\n")
+                status, location = orjson.loads(head)
+                return RobotsResponse(status=status, body=body, location=location)
+            resp = await fetch(url)
+            if resp.status < 500 and resp.status != 429:
+                await redis.set(key, orjson.dumps([resp.status, resp.location]) + b"\n" + resp.body, ex=int(ttl))
+            return resp
+
+        return shared
+
+    return wrap
+
+
+class LiveDomains:
+    """Per-domain politeness overrides that `crawler domain set` changes while the crawl runs."""
+
+    def __init__(self, redis: aioredis.Redis, keys: ClusterKeys, config: Config) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.config = config
+        self.overrides: dict[str, DomainSettings] = {}
+        self.version = 0
+
+    async def refresh(self) -> bool:
+        """Reload the overrides; True when they changed."""
+        raw = await self.redis.hgetall(self.keys.domains)
+        fresh: dict[str, DomainSettings] = {}
+        for name, value in raw.items():
+            try:
+                fresh[name.decode()] = parse_domain_settings(orjson.loads(value), name.decode())
+            except (ConfigError, orjson.JSONDecodeError) as exc:
+                log.warning("ignoring bad live override for %s: %s", name, exc)
+        if fresh != self.overrides:
+            self.overrides = fresh
+            self.version += 1
+            return True
+        return False
+
+    def for_host(self, host: str) -> HostSettings:
+        """Config settings of a host with the most specific live override applied on top."""
+        base = self.config.for_host(host)
+        if not self.overrides:
+            return base
+        labels = host.rsplit(":", 1)[0].split(".")
+        for i in range(len(labels)):
+            hit = self.overrides.get(".".join(labels[i:]))
+            if hit is not None:
+                return HostSettings(
+                    delay=base.delay if hit.delay is None else hit.delay,
+                    concurrency=base.concurrency if hit.concurrency is None else hit.concurrency,
+                    max_pages=base.max_pages if hit.max_pages is None else hit.max_pages,
+                    max_depth=base.max_depth if hit.max_depth is None else hit.max_depth,
+                )
+        return base
+
+
+def parse_domain_settings(data: dict[str, Any], name: str) -> DomainSettings:
+    """Validate one override table like a `[domains."name"]` section of the config."""
+    return config_from_dict({"domains": {name: data}}).domains[name.lower().strip(".")]

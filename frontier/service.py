@@ -1,0 +1,264 @@
+"""`crawler frontier`: the asyncio service that feeds workers on a consistent-hash ring.
+
+One loop, repeated every few milliseconds while there is work:
+  1. membership: live workers (heartbeat keys) form the ring; a worker whose heartbeat expired has its
+     dispatched leases released (which bumps their fencing tokens, so a late answer is discarded);
+  2. outcomes: workers' answers are applied to the store in one batch; their links pass this process's
+     Bloom filter and recent cache before the store's exact seen-set;
+  3. dispatch: due leases are claimed and pushed to the inbox of their host's owner, up to each worker's
+     capacity; a lease whose owner is full goes straight back.
+Two services for one job do not corrupt it: a leader key (SET NX PX, renewed) lets one act while the
+other stands by and takes over when the leader's key expires.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import orjson
+import redis.asyncio as aioredis
+
+from crawler.ingest import Ingest
+from crawler.remote import LiveDomains
+from frontier.cluster import decode_lease, decode_outcome, encode_lease
+from frontier.cluster_keys import ClusterKeys
+from frontier.ring import HashRing
+from frontier.store import FrontierStore, HostLimits, Lease, Outcome
+
+log = logging.getLogger("crawler.frontier")
+
+_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceTiming:
+    """How often the service looks at things, and how long a leader keeps its key."""
+
+    tick: float = 0.02  # idle sleep between loop turns
+    membership_every: float = 0.5
+    leader_ttl: float = 10.0
+    reclaim_every: float = 5.0
+    domains_every: float = 2.0
+    prefetch: int = 2  # leases dispatched per unit of a worker's concurrency
+
+
+class FrontierService:
+    """Dispatches leases to ring owners and applies their outcomes; see the module docstring."""
+
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        store: FrontierStore,
+        keys: ClusterKeys,
+        ingest: Ingest,
+        domains: LiveDomains,
+        *,
+        timing: ServiceTiming = ServiceTiming(),
+        service_id: str | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.redis = redis
+        self.store = store
+        self.keys = keys
+        self.ingest = ingest
+        self.domains = domains
+        self.timing = timing
+        self.id = service_id or uuid.uuid4().hex[:12]
+        self.clock = clock
+        self.ring = HashRing()
+        self.capacity: dict[str, int] = {}  # worker → leases it may hold (dispatched, unanswered)
+        self.assigned: dict[str, int] = {}
+        self.leader = False
+        self._stopping = False
+        self._renew = redis.register_script(_RENEW)
+        self._applied: dict[str, int] = {}  # host → LiveDomains version applied to its store limits
+        self._last = {"members": 0.0, "reclaim": 0.0, "domains": 0.0, "leader": 0.0}
+        self.done = False
+        self.known_hosts: set[str] = set()  # hosts ever dispatched, for the ownership report
+
+    def stop(self) -> None:
+        """Finish the current turn and return from `run`."""
+        self._stopping = True
+
+    async def run(self, *, until_done: bool = False) -> None:
+        """Serve until stopped (or, with `until_done`, until the job has nothing queued or in flight)."""
+        while not self._stopping:
+            busy = await self.turn()
+            if until_done and self.done:
+                return
+            if not busy:
+                await asyncio.sleep(self.timing.tick)
+
+    async def turn(self) -> bool:
+        """One pass of the loop; True when it moved anything."""
+        now = time.monotonic()
+        if now - self._last["leader"] >= min(2.0, self.timing.leader_ttl / 4) or not self.leader:
+            self._last["leader"] = now
+            await self._lead()
+        if not self.leader:
+            await asyncio.sleep(0.5)
+            return False
+        if now - self._last["members"] >= self.timing.membership_every:
+            self._last["members"] = now
+            await self._membership()
+        if now - self._last["domains"] >= self.timing.domains_every:
+            self._last["domains"] = now
+            await self.domains.refresh()
+            await self._publish_ownership()
+        if now - self._last["reclaim"] >= self.timing.reclaim_every:
+            self._last["reclaim"] = now
+            await self.store.reclaim_expired(self.clock())
+        applied = await self._apply_outcomes()
+        dispatched = await self._dispatch()
+        if not applied and not dispatched:
+            await self._check_done()
+        return bool(applied or dispatched)
+
+    async def _lead(self) -> None:
+        ttl_ms = int(self.timing.leader_ttl * 1000)
+        if self.leader:
+            self.leader = bool(await self._renew(keys=[self.keys.leader], args=[self.id, ttl_ms]))
+            if not self.leader:
+                log.warning("lost the frontier leadership; standing by")
+            return
+        if await self.redis.set(self.keys.leader, self.id, nx=True, px=ttl_ms):
+            self.leader = True
+            log.info("frontier %s is the leader for job %s", self.id, self.keys.job)
+
+    async def _membership(self) -> None:
+        beats = await self.redis.hgetall(self.keys.workers)
+        ids = [w.decode() for w in beats]
+        alive = await self.redis.mget([self.keys.alive(w) for w in ids]) if ids else []
+        live: set[str] = set()
+        for worker, flag in zip(ids, alive, strict=True):
+            if flag is None:
+                await self._bury(worker)
+                continue
+            live.add(worker)
+            info = orjson.loads(beats[worker.encode()])
+            self.capacity[worker] = max(1, int(info.get("concurrency", 1))) * self.timing.prefetch
+        for gone in self.ring.members - live:
+            self.ring.remove(gone)
+        for new in live - self.ring.members:
+            self.ring.add(new)
+            log.info("worker %s joined (%d live)", new, len(live))
+        if live:
+            counts = await self._hlen_all(sorted(live))
+            self.assigned.update(counts)
+
+    async def _hlen_all(self, workers: list[str]) -> dict[str, int]:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for w in workers:
+                pipe.hlen(self.keys.assigned(w))
+            lens = await pipe.execute()
+        return dict(zip(workers, (int(n) for n in lens), strict=True))
+
+    async def _bury(self, worker: str) -> None:
+        """A worker's heartbeat expired: give its leases back (new tokens) and forget it."""
+        raw = await self.redis.hvals(self.keys.assigned(worker))
+        leases = [decode_lease(r) for r in raw]
+        if leases:
+            await self.store.release(leases, self.clock())
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.delete(self.keys.assigned(worker), self.keys.inbox(worker))
+            pipe.hdel(self.keys.workers, worker)
+            await pipe.execute()
+        self.ring.remove(worker)
+        self.capacity.pop(worker, None)
+        self.assigned.pop(worker, None)
+        log.warning("worker %s is gone: %d leases released to other workers", worker, len(leases))
+
+    async def _apply_outcomes(self, batch: int = 1000) -> int:
+        raw = await self.redis.lpop(self.keys.outcomes, batch)
+        if not raw:
+            return 0
+        decoded = [decode_outcome(r) for r in raw]
+        outcomes: list[Outcome] = []
+        releases: list[Lease] = []
+        for _, o in decoded:
+            if isinstance(o, Lease):
+                releases.append(o)
+                continue
+            if o.links:
+                o.links = self.ingest.admit([i.url for i in o.links], o.links[0].depth)
+            outcomes.append(o)
+        now = self.clock()
+        if releases:
+            await self.store.release(releases, now)
+        if outcomes:
+            await self.store.complete(outcomes, now)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for worker, o in decoded:
+                lease = o if isinstance(o, Lease) else o.lease
+                pipe.hdel(self.keys.assigned(worker), str(lease.token))
+                if worker in self.assigned:
+                    self.assigned[worker] = max(0, self.assigned[worker] - 1)
+            await pipe.execute()
+        return len(decoded)
+
+    async def _dispatch(self) -> int:
+        room = {w: self.capacity.get(w, 0) - self.assigned.get(w, 0) for w in self.ring.members}
+        free = sum(max(0, r) for r in room.values())
+        if free <= 0:
+            return 0
+        leases = await self.store.claim(self.clock(), free)
+        if not leases:
+            return 0
+        if self.done:
+            # Say "not done" before any worker can see an inbox that is about to fill.
+            self.done = False
+            await self.redis.hset(self.keys.state, mapping={"done": "0", "updated": time.time()})
+        back: list[Lease] = []
+        by_worker: dict[str, list[Lease]] = {}
+        for lease in leases:
+            owner = self.ring.owner(lease.item.host)
+            if owner is None or room.get(owner, 0) <= 0:
+                back.append(lease)
+                continue
+            room[owner] -= 1
+            by_worker.setdefault(owner, []).append(lease)
+            self.known_hosts.add(lease.item.host)
+            await self._apply_live_limits(lease.item.host)
+        if back:
+            await self.store.release(back, self.clock())
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for worker, items in by_worker.items():
+                msgs = {str(le.token): encode_lease(le) for le in items}
+                pipe.hset(self.keys.assigned(worker), mapping=msgs)
+                pipe.rpush(self.keys.inbox(worker), *msgs.values())
+                self.assigned[worker] = self.assigned.get(worker, 0) + len(items)
+            await pipe.execute()
+        return len(leases) - len(back)
+
+    async def _apply_live_limits(self, host: str) -> None:
+        """`crawler domain set` changed a host's concurrency or delay: the store enforces the new limits."""
+        if not self.domains.overrides or self._applied.get(host) == self.domains.version:
+            return
+        self._applied[host] = self.domains.version
+        s = self.domains.for_host(host)
+        await self.store.set_host_limits(host, HostLimits(s.concurrency, s.delay, s.max_pages))
+
+    async def _publish_ownership(self) -> None:
+        """How many known hosts each live worker owns now, for `crawler status`."""
+        owned = Counter(self.ring.owners(self.known_hosts).values()) if self.known_hosts else Counter()
+        await self.redis.hset(self.keys.state, "owned", orjson.dumps(dict(owned)))
+
+    async def _check_done(self) -> None:
+        counts = await self.store.counts()
+        pending = await self.redis.llen(self.keys.outcomes)
+        done = counts.queued == 0 and counts.leased == 0 and pending == 0
+        if done != self.done:
+            self.done = done
+            await self.redis.hset(self.keys.state, mapping={"done": "1" if done else "0", "updated": time.time()})
+            log.info("job %s %s", self.keys.job, "is done" if done else "has work")
