@@ -23,7 +23,6 @@ import signal
 import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -44,6 +43,7 @@ from playwright.async_api import (
     Error as PlaywrightError,
 )
 
+from crawler.browser_types import SubFetch, SubResponse
 from crawler.errors import CrawlError, ErrorType
 
 __all__ = [
@@ -89,18 +89,6 @@ _DROP_HEADERS = frozenset(
 _CLOSE_TIMEOUT = 5.0
 #: fetch_sub calls allowed per render; a page looping over XHRs would otherwise eat the host's politeness.
 MAX_SUBFETCHES = 64
-
-
-@dataclass(slots=True, frozen=True)
-class SubResponse:
-    """What `fetch_sub` answers for a script/XHR/fetch request; `body` is already content-decoded."""
-
-    status: int
-    headers: dict[str, str]
-    body: bytes
-
-
-SubFetch = Callable[[str, str], Awaitable[SubResponse | None]]
 
 
 @dataclass(slots=True)

@@ -21,6 +21,7 @@ from crawler.errors import ConfigError
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "default.toml"
 
 
+RENDER_MODES = ("never", "auto", "always")
 _TOKEN = re.compile(r"[A-Za-z_-]+")
 
 
@@ -89,6 +90,10 @@ class FetchSettings:
     max_redirects: int = field(default=5, metadata=_range(0, 20))
     max_attempts: int = field(default=3, metadata=_range(1, 100))
     retry_backoff: tuple[float, ...] = (60.0, 300.0, 1800.0)
+    render: str = "auto"
+    browser_path: str = ""
+    browser_pool_size: int = field(default=0, metadata=_range(0, 64))
+    render_timeout: float = field(default=20.0, metadata=_range(0.5))
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +112,7 @@ class DomainSettings:
     concurrency: int | None = field(default=None, metadata=_range(1, 64))
     max_pages: int | None = field(default=None, metadata=_range(0))
     max_depth: int | None = field(default=None, metadata=_range(0))
+    render: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +123,7 @@ class HostSettings:
     concurrency: int
     max_pages: int | None
     max_depth: int
+    render: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -152,6 +159,7 @@ def _for_host(cfg: Config, name: str) -> HostSettings:
         concurrency=p.concurrency if override.concurrency is None else override.concurrency,
         max_pages=override.max_pages,
         max_depth=cfg.crawl.max_depth if override.max_depth is None else override.max_depth,
+        render=cfg.fetch.render if override.render is None else override.render,
     )
 
 
@@ -258,6 +266,11 @@ def config_from_dict(data: dict[str, Any]) -> Config:
         for name, table in domains_raw.items()
     }
     cfg = Config(domains=domains, **sections)
+    for where, mode in [("fetch.render", cfg.fetch.render)] + [
+        (f'domains."{n}".render', d.render) for n, d in domains.items() if d.render is not None
+    ]:
+        if mode not in RENDER_MODES:
+            raise ConfigError(f"{where}: must be one of {', '.join(RENDER_MODES)}, got {mode!r}")
     if not cfg.crawl.product_token:
         raise ConfigError(
             f"crawl.user_agent: must start with a product token of letters, '-' or '_' "

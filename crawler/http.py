@@ -312,6 +312,11 @@ class HttpFetcher:
             max_field_size=32768,
             raise_for_status=False,
         )
+        # aiohttp silently resends a GET whose connection dropped, fresh connection or not, so a host
+        # that drops connections got two requests per attempt with no delay between them. Retries are
+        # the worker's job (counted, backed off); there is no public switch, hence the private flag.
+        if hasattr(self._session, "_retry_connection"):
+            self._session._retry_connection = False
         return self
 
     async def __aexit__(

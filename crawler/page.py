@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from crawler.errors import CrawlError, ErrorType
 from crawler.extract import decode_html, extract, looks_like_html, scan_links_fallback
@@ -11,6 +11,10 @@ from crawler.http import Response
 from crawler.ingest import Ingest
 from crawler.neardup import NearDupIndex, format_simhash, simhash64
 from crawler.urlnorm import normalize
+
+if TYPE_CHECKING:  # the browser stack (Playwright) loads only when a crawl renders
+    from crawler.browser_types import SubFetch
+    from crawler.renderer import Renderer
 
 #: Pages with less visible text than this are fingerprinted but never called near-duplicates:
 #: near-empty pages (app shells, error stubs) all look alike and would hide real content.
@@ -50,14 +54,25 @@ class PageAnalyzer:
         product_token: str,
         max_outlinks: int,
         follow_near_duplicates: bool,
+        renderer: Renderer | None = None,
     ) -> None:
         self.ingest = ingest
         self.neardup = neardup
         self.token = product_token.lower()
         self.max_outlinks = max_outlinks
         self.follow_near_duplicates = follow_near_duplicates
+        self.renderer = renderer
 
-    async def analyze(self, rec: dict[str, Any], resp: Response, final_url: str) -> tuple[CrawlError | None, list[str]]:
+    async def analyze(
+        self,
+        rec: dict[str, Any],
+        resp: Response,
+        final_url: str,
+        *,
+        host: str = "",
+        render_mode: str = "never",
+        fetch_sub: SubFetch | None = None,
+    ) -> tuple[CrawlError | None, list[str]]:
         """Fill `rec` from an HTML body; returns (error, links to follow). Non-HTML is left unparsed."""
         body = resp.body
         ctype = resp.content_type
@@ -73,10 +88,28 @@ class PageAnalyzer:
             rec["links"] = links
             rec["links_followed"] = True
             return CrawlError(ErrorType.PARSE_ERROR, f"{type(exc).__name__}: {exc}"), links
+        if self.renderer is not None and fetch_sub is not None:
+            decision = self.renderer.decide(host, render_mode, html, page)
+            rec["render_reason"] = decision.reason
+            if decision.render:
+                result = await self.renderer.render(
+                    final_url,
+                    host,
+                    body=body,
+                    content_type=resp.content_type or "text/html",
+                    before=page,
+                    reason=decision.reason,
+                    fetch_sub=fetch_sub,
+                )
+                if result is not None:
+                    page = result.page
+                    rec["rendered"] = True
         base = final_url
         if page.base_href:
             with contextlib.suppress(CrawlError):
                 base = normalize(page.base_href, final_url)
+        if len(page.links) > self.max_outlinks:  # every URL a trap limit drops is counted in stats
+            self.ingest.stats.skip("max_outlinks", len(page.links) - self.max_outlinks)
         links = self.ingest.normalize_links(page.links[: self.max_outlinks], base)
         canonical = page.canonical
         if canonical:

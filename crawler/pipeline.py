@@ -68,11 +68,17 @@ async def open_pipeline(
     )
     ingest = Ingest(cfg, scope, stats)
     fetcher = PageFetcher(http, robots, scope, ingest.strip, max_redirects=f.max_redirects)
+    renderer = None
+    if cfg.fetch.render != "never" or any(d.render not in (None, "never") for d in cfg.domains.values()):
+        from crawler.renderer import Renderer  # Playwright loads only for crawls that may render
+
+        renderer = Renderer(cfg, stack, product_token=cfg.crawl.product_token)
     analyzer = PageAnalyzer(
         ingest,
         neardup,
         product_token=cfg.crawl.product_token,
         max_outlinks=cfg.crawl.max_outlinks,
         follow_near_duplicates=cfg.crawl.follow_near_duplicates,
+        renderer=renderer,
     )
     return Pipeline(policy, http, robots, ingest, fetcher, analyzer)

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 import orjson
 
+from crawler.browser_types import SubFetch, SubResponse
 from crawler.config import Config, HostSettings
 from crawler.errors import RETRYABLE, CrawlError, ErrorType
 from crawler.fetch import PageFetch, PageFetcher
@@ -27,6 +28,7 @@ from crawler.robots import RobotsRules
 from crawler.sink import RecordLog
 from crawler.stats import Stats, write_json_atomic
 from crawler.urlitem import UrlItem
+from crawler.urlnorm import host_key, normalize, origin
 from frontier.politeness import HostPace, PaceRules, next_due
 from frontier.store import Counts, HostLimits, Lease, Outcome, OutcomeKind
 
@@ -90,6 +92,8 @@ class Worker:
         self._pending: list[Outcome] = []
         self._paces: dict[str, HostPace] = {}
         self._crawl_delays: dict[str, float | None] = {}
+        self._last_hit: dict[str, float] = {}  # host → end of its last request (renders pace on it)
+        self._gates: dict[str, asyncio.Lock] = {}
         self._wake = asyncio.Event()
         self._stopping = False
         self.finished = False
@@ -227,6 +231,7 @@ class Worker:
         except CrawlError as exc:  # defensive: the fetcher reports errors in its result
             pf = PageFetch(url=item.url, final_url=item.url, error=exc)
         now = self.clock()
+        self._last_hit[item.host] = now
         crawl_delay = pf.rules.crawl_delay if pf.rules else None
         await self._learn_crawl_delay(item.host, settings, crawl_delay)
         resp = pf.response
@@ -252,7 +257,12 @@ class Worker:
         if retryable:
             await self._retry_or_die(lease, pf, started, host_due=host_due)
             return
-        rec, links = await self._build_record(item, pf, started)
+        try:
+            rec, links = await self._build_record(item, pf, started, settings)
+        except CrawlError as exc:  # the browser failed: try the page again later
+            pf.error = exc
+            await self._retry_or_die(lease, pf, started, host_due=host_due)
+            return
         self._write(lease, rec, links, host_due, kind="done")
 
     async def _learn_crawl_delay(self, host: str, settings: HostSettings, crawl_delay: float | None) -> None:
@@ -282,7 +292,9 @@ class Worker:
         self.stats.incr("dead_letters")
         self._write(lease, rec, [], host_due, kind="dead")
 
-    async def _build_record(self, item: UrlItem, pf: PageFetch, started: float) -> tuple[dict[str, Any], list[str]]:
+    async def _build_record(
+        self, item: UrlItem, pf: PageFetch, started: float, settings: HostSettings | None = None
+    ) -> tuple[dict[str, Any], list[str]]:
         resp = pf.response
         error = pf.error
         rec: dict[str, Any] = {
@@ -303,6 +315,7 @@ class Worker:
             "text_chars": 0,
             "near_duplicate_of": None,
             "rendered": False,
+            "render_reason": None,
             "redirects": pf.hops,
             "redirect_to": pf.redirect_to,
             "bytes": len(resp.body) if resp is not None else 0,
@@ -320,13 +333,57 @@ class Worker:
             if resp.status >= 400:
                 error = CrawlError(ErrorType.HTTP_ERROR, f"HTTP {resp.status}")
             elif 200 <= resp.status < 300:
-                error, follow = await self.analyzer.analyze(rec, resp, pf.final_url)
+                error, follow = await self.analyzer.analyze(
+                    rec,
+                    resp,
+                    pf.final_url,
+                    host=item.host,
+                    render_mode=settings.render if settings is not None else "never",
+                    fetch_sub=self._sub_fetcher(item.host, settings) if settings is not None else None,
+                )
         if error is not None:
             rec["error"] = error.as_dict()
             self.stats.errors[error.type.value] += 1
             if error.type is ErrorType.ROBOTS_DISALLOWED:
                 self.stats.incr("robots_disallowed")
         return rec, follow
+
+    def _sub_fetcher(self, host: str, settings: HostSettings) -> SubFetch:
+        """What a rendering page may fetch: same host, robots-allowed, paced like any request to the host."""
+        fetcher = self.fetcher
+        pace_rules = self._pace_rules(settings, self._crawl_delays.get(host))
+
+        async def fetch_sub(url: str, resource_type: str) -> SubResponse | None:
+            try:
+                url = normalize(url)
+            except CrawlError:
+                return None
+            if host_key(url) != host:
+                return None
+            rules = await fetcher.robots.get(origin(url))
+            if not rules.allowed(url):
+                self.stats.incr("render_refused")
+                return None
+            async with self._host_gate(host):
+                wait = self._last_hit.get(host, 0.0) + pace_rules.base_delay - self.clock()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                try:
+                    resp = await fetcher.http.fetch(url)
+                except CrawlError:
+                    return None
+                finally:
+                    self._last_hit[host] = self.clock()
+            self.stats.incr("render_subrequests")
+            return SubResponse(resp.status, dict(resp.headers), resp.body)
+
+        return fetch_sub
+
+    def _host_gate(self, host: str) -> asyncio.Lock:
+        lock = self._gates.get(host)
+        if lock is None:
+            lock = self._gates[host] = asyncio.Lock()
+        return lock
 
     def _write(self, lease: Lease, rec: dict[str, Any], follow: list[str], host_due: float, kind: OutcomeKind) -> None:
         self.sink.write(rec)
