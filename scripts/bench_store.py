@@ -1,10 +1,15 @@
-"""Benchmark the embedded frontier store under a simulated crawl.
+"""Benchmark a frontier store under a simulated crawl (embedded SQLite by default, or Redis).
 
 Claims batches of leases over many hosts, completes each page with links of which most are
 duplicates, flushes every 200 ms of wall time, and prints the pages/s the store sustains and the
 store's cost per link. Only time spent inside store calls is counted as store time.
 
     python scripts/bench_store.py --pages 20000
+    python scripts/bench_store.py --backend redis            # a private redis-server in a temp dir
+    python scripts/bench_store.py --backend redis --redis-url redis://host:6379/0 --job bench
+
+With Redis it also prints the round trips per page (requests the store sent, and EVALSHA calls the
+server counted). `--redis-url` must not point at a Redis whose data matters: the job is opened fresh.
 """
 
 from __future__ import annotations
@@ -20,9 +25,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
 from crawler.urlitem import UrlItem
+from frontier.redis_store import RedisStore
 from frontier.sqlite_store import SqliteStore
-from frontier.store import HostLimits, Outcome
+from frontier.store import FrontierStore, HostLimits, Outcome
 
 
 def _parse() -> argparse.Namespace:
@@ -35,7 +43,26 @@ def _parse() -> argparse.Namespace:
     p.add_argument("--flush-every", type=float, default=0.2, help="seconds of wall time between flushes")
     p.add_argument("--path", type=Path, default=None, help="database directory (default: a temp dir)")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--backend", choices=("sqlite", "redis"), default="sqlite")
+    p.add_argument("--redis-url", default=None, help="Redis to use (default: start a private redis-server)")
+    p.add_argument("--job", default="bench", help="Redis job name (its store keys are deleted first)")
+    p.add_argument("--appendonly", action="store_true", help="private redis-server: AOF with appendfsync always")
     return p.parse_args()
+
+
+async def open_store(args: argparse.Namespace, folder: Path, *, fresh: bool) -> FrontierStore:
+    """The store under test: SQLite in `folder`, or the Redis job at `args.redis_url`."""
+    if args.backend == "redis":
+        return await RedisStore.open(args.redis_url, job=args.job, host_limits=lambda _h: HostLimits(), fresh=fresh)
+    return await SqliteStore.open(folder, host_limits=lambda _h: HostLimits(), fresh=fresh)
+
+
+async def evalsha_stats(store: FrontierStore) -> tuple[int, int]:
+    """EVALSHA calls and µs the Redis server has counted ((0, 0) for SQLite)."""
+    if not isinstance(store, RedisStore):
+        return 0, 0
+    stats = (await store._r.info("commandstats")).get("cmdstat_evalsha", {})
+    return int(stats.get("calls", 0)), int(stats.get("usec", 0))
 
 
 async def run(args: argparse.Namespace, folder: Path) -> None:
@@ -52,10 +79,12 @@ async def run(args: argparse.Namespace, folder: Path) -> None:
         known.append(item)
         return item
 
-    store = await SqliteStore.open(folder, host_limits=lambda _h: HostLimits(), fresh=True)
+    store = await open_store(args, folder, fresh=True)
     seeds = [new_link(h, 0) for h in hosts for _ in range(5)]
     await store.add(seeds, 0.0)
     await store.flush()
+    trips0 = getattr(store, "round_trips", 0)
+    evalsha0, usec0 = await evalsha_stats(store)
 
     n_dup = round(args.links * args.dup)
     store_time = 0.0
@@ -93,16 +122,24 @@ async def run(args: argparse.Namespace, folder: Path) -> None:
             store_time += flush_times[-1]
             last_flush = time.perf_counter()
             flushes += 1
+    trips = getattr(store, "round_trips", 0) - trips0
+    evalsha, usec = await evalsha_stats(store)
+    evalsha, usec = evalsha - evalsha0, usec - usec0
     add_us = await _time_add(store, known, rng, new_link, hosts, now)
     t = time.perf_counter()
     await store.close()
     store_time += time.perf_counter() - t
     wall = time.perf_counter() - wall0
 
-    counts_store = await SqliteStore.open(folder, host_limits=lambda _h: HostLimits())
+    counts_store = await open_store(args, folder, fresh=False)
     counts = await counts_store.counts()
+    if isinstance(counts_store, RedisStore):
+        used = (await counts_store._r.info("memory"))["used_memory"]
+        size_line = f"redis used_memory     {used / 1e6:.1f} MB (whole server)"
+    else:
+        size = sum(f.stat().st_size for f in folder.iterdir() if f.is_file())
+        size_line = f"database size         {size / 1e6:.1f} MB"
     await counts_store.close()
-    size = sum(f.stat().st_size for f in folder.iterdir() if f.is_file())
     shape = f"{args.batch}-lease claims, {args.hosts:,} hosts, {flushes} flushes"
     print(f"pages completed       {pages:,} ({shape})")
     print(f"links offered         {links_added:,} ({args.dup:.0%} duplicates)")
@@ -114,11 +151,16 @@ async def run(args: argparse.Namespace, folder: Path) -> None:
     print(f"flush (commit)        {mean_flush * 1e3:.1f} ms mean, {max_flush * 1e3:.1f} ms max")
     print(f"add of 100 links      {add_us:.0f} µs per call (80 duplicates, 20 new)")
     print(f"final counts          {counts}")
-    print(f"database size         {size / 1e6:.1f} MB")
+    if args.backend == "redis":
+        print(f"round trips per page  {trips / pages:.3f} sent, {evalsha / pages:.3f} EVALSHA counted by Redis")
+        print(
+            f"redis script time     {usec / pages:.0f} µs per page ({pages / (usec / 1e6):,.0f} pages/s for one Redis)"
+        )
+    print(size_line)
 
 
 async def _time_add(
-    store: SqliteStore,
+    store: FrontierStore,
     known: list[UrlItem],
     rng: random.Random,
     new_link: Callable[[str, int], UrlItem],
@@ -144,6 +186,13 @@ def main() -> None:
         asyncio.run(run(args, args.path))
         return
     with tempfile.TemporaryDirectory(prefix="bench_store_") as tmp:
+        if args.backend == "redis" and args.redis_url is None:
+            from redis_server import RedisServer  # tests/redis_server.py: a private server on a free port
+
+            with RedisServer(Path(tmp) / "redis", appendonly=args.appendonly) as server:
+                args.redis_url = server.url
+                asyncio.run(run(args, Path(tmp)))
+            return
         asyncio.run(run(args, Path(tmp)))
 
 

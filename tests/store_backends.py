@@ -12,10 +12,14 @@ from typing import Protocol
 
 import pytest
 
+from frontier.redis_store import RedisStore
 from frontier.sqlite_store import SqliteStore
 from frontier.store import FrontierStore, HostLimits, HostLimitsFn
 
-BACKENDS = ["sqlite"]
+# The Redis backend needs the `redis_server` fixture (a private redis-server for the session).
+pytest_plugins = ["redis_server"]
+
+BACKENDS = ["sqlite", "redis"]
 
 DEFAULT_SEEN_TTL = 7 * 86400.0
 DEFAULT_LEASE_TTL = 600.0
@@ -39,11 +43,24 @@ class StoreFactory(Protocol):
 
 
 async def _open(
-    backend: str, folder: Path, host_limits: HostLimitsFn, seen_ttl: float, lease_ttl: float
+    request: pytest.FixtureRequest, folder: Path, host_limits: HostLimitsFn, seen_ttl: float, lease_ttl: float
 ) -> FrontierStore:
+    backend = request.param
     if backend == "sqlite":
         return await SqliteStore.open(
             folder, host_limits=host_limits, seen_ttl=seen_ttl, lease_ttl=lease_ttl, fresh=True
+        )
+    if backend == "redis":
+        # Requested lazily so sqlite-only runs never start redis-server; a unique job per store
+        # keeps tests apart on the session's server.
+        server = request.getfixturevalue("redis_server")
+        return await RedisStore.open(
+            server.url,
+            job=f"{request.getfixturevalue('redis_job')}-{folder.name}",
+            host_limits=host_limits,
+            seen_ttl=seen_ttl,
+            lease_ttl=lease_ttl,
+            fresh=True,
         )
     raise ValueError(f"unknown store backend {backend!r}")
 
@@ -61,7 +78,7 @@ async def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIte
     ) -> FrontierStore:
         folder = tmp_path / f"{request.param}-{len(opened)}"
         folder.mkdir()
-        store = await _open(request.param, folder, host_limits, seen_ttl, lease_ttl)
+        store = await _open(request, folder, host_limits, seen_ttl, lease_ttl)
         opened.append(store)
         return store
 
