@@ -45,6 +45,13 @@ def _cluster_flags(p: argparse.ArgumentParser, *, required: bool = True) -> None
         metavar="S",
         help="give up with an error after Redis is unreachable this long (default 60)",
     )
+    p.add_argument(
+        "--lease-ttl",
+        type=_positive,
+        default=300.0,
+        metavar="S",
+        help="a lease left unanswered this long is handed out again (default 300)",
+    )
 
 
 def options(args: argparse.Namespace) -> Any:
@@ -55,9 +62,10 @@ def options(args: argparse.Namespace) -> Any:
         redis_url=args.redis,
         job=args.job,
         config_paths=list(getattr(args, "config", []) or []),
-        overrides=overrides_from(args) if hasattr(args, "max_pages") else {},
+        overrides=overrides_from(args) if hasattr(args, "resolve") else {},
         heartbeat_ttl=getattr(args, "heartbeat_ttl", 10.0),
         redis_deadline=getattr(args, "redis_deadline", 60.0),
+        lease_ttl=getattr(args, "lease_ttl", 300.0),
     )
 
 

@@ -130,7 +130,8 @@ async def run_frontier(opts: ClusterOptions, *, until_done: bool = False, timing
         ingest = Ingest(cfg, await _scope(redis, opts.keys, cfg), stats)
         domains = LiveDomains(redis, opts.keys, cfg)
         await domains.refresh()
-        service = FrontierService(redis, store, opts.keys, ingest, domains, timing=timing or ServiceTiming())
+        timing = timing or ServiceTiming(heartbeat_ttl=opts.heartbeat_ttl)
+        service = FrontierService(redis, store, opts.keys, ingest, domains, timing=timing)
         _on_signals(stack, service.stop)
 
         async def refresh_scope() -> None:
@@ -138,14 +139,19 @@ async def run_frontier(opts: ClusterOptions, *, until_done: bool = False, timing
 
         refresher = asyncio.create_task(_every(2.0, refresh_scope))
         stack.callback(refresher.cancel)
-        await _with_backoff(lambda: service.run(until_done=until_done), opts.redis_deadline, "frontier")
+        await _with_backoff(
+            lambda: service.run(until_done=until_done), opts.redis_deadline, "frontier", on_error=service.after_outage
+        )
 
 
-async def _with_backoff(run: Callable[[], Awaitable[None]], deadline: float, what: str) -> None:
+async def _with_backoff(
+    run: Callable[[], Awaitable[None]], deadline: float, what: str, on_error: Callable[[], None] | None = None
+) -> None:
     """Re-enter `run` after Redis errors, backing off, until it returns or Redis stays away too long."""
     from crawler.remote import REDIS_ERRORS, RedisUnavailable
 
     failing_since: float | None = None
+    last_error = 0.0
     delay = 0.1
     while True:
         try:
@@ -153,10 +159,15 @@ async def _with_backoff(run: Callable[[], Awaitable[None]], deadline: float, wha
             return
         except REDIS_ERRORS as exc:
             now = time.monotonic()
+            if now - last_error > 10.0:  # it worked for a while since the last error: a new outage
+                failing_since, delay = now, 0.1
+            last_error = now
             failing_since = failing_since or now
             if now - failing_since > deadline:
                 raise RedisUnavailable(f"{what}: Redis unreachable for {now - failing_since:.0f}s: {exc}") from exc
             log.warning("%s: Redis error (%s); retrying in %.1fs", what, exc, delay)
+            if on_error is not None:
+                on_error()
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
 
@@ -175,10 +186,9 @@ async def run_worker(
         redis, cfg, store = await _open(stack, opts)
         stats = Stats()
         scope = await _scope(redis, keys, cfg)
-        neardup = RedisNearDup(redis, keys, cfg.crawl.near_duplicate_distance)
-        pipe = await open_pipeline(
-            stack, cfg, scope, stats, neardup, share_robots=shared_robots(redis, keys, cfg.politeness.robots_ttl)
-        )
+        neardup = RedisNearDup(redis, keys, cfg.crawl.near_duplicate_distance, opts.redis_deadline)
+        robots_share = shared_robots(redis, keys, cfg.politeness.robots_ttl, opts.redis_deadline)
+        pipe = await open_pipeline(stack, cfg, scope, stats, neardup, share_robots=robots_share)
         domains = LiveDomains(redis, keys, cfg)
         await domains.refresh()
         remote = RemoteFrontier(

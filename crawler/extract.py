@@ -1,12 +1,13 @@
 """HTML decoding, sniffing and extraction (links, robots meta, title, visible text) with lexbor.
 
 Charset decision (`decode_html`): BOM, then the Content-Type `charset=` (a UTF-16 label on a body
-without NUL bytes is ignored), then a `<meta>` in the first 2 KiB, else UTF-8; decoding never raises (`errors="replace"`). Labels follow the WHATWG
-Encoding spec where Python differs (latin-1/ascii mean windows-1252, gb2312 means gbk, ...);
-labels Python does not know, or that are unsafe (utf-7, codec tricks like `unicode_escape`), mean
-UTF-8. A declared legacy (non-Unicode) charset is overridden by UTF-8 when the body contains
-non-ASCII bytes and is *valid* UTF-8: legacy-encoded text practically never forms valid multi-byte
-UTF-8 sequences by accident, while servers mislabelling UTF-8 pages as iso-8859-1 is common.
+without NUL bytes is ignored), then a `<meta>` in the first 2 KiB, else UTF-8; decoding never raises
+(`errors="replace"`). Labels follow the WHATWG Encoding spec where Python differs (latin-1/ascii mean
+windows-1252, gb2312 means gbk, ...); labels Python does not know, or that are unsafe (utf-7, codec
+tricks like `unicode_escape`), mean UTF-8. A declared legacy (non-Unicode) charset is overridden by
+UTF-8 when the body contains non-ASCII bytes and is *valid* UTF-8: legacy-encoded text practically
+never forms valid multi-byte UTF-8 sequences by accident, while servers mislabelling UTF-8 pages as
+iso-8859-1 is common.
 """
 
 from __future__ import annotations

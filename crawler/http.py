@@ -392,10 +392,14 @@ class HttpFetcher:
                     # Drop the half-read connection rather than returning it to the pool.
                     resp.close()
                     raise
-        except CrawlError:
-            raise
+        except CrawlError as exc:
+            # A traceback pins the frames it passed through, and `_read`'s holds up to a cap's worth of
+            # decoded body plus the decoder's window; callers keep the error (in a reference cycle with
+            # their own frame), so bombs would pile up until a full GC. The message says what happened.
+            exc.__context__ = None
+            raise exc.with_traceback(None) from None
         except Exception as exc:
-            raise _map_error(exc, url, phase, deadline.expired()) from exc
+            raise _map_error(exc, url, phase, deadline.expired()) from None
 
     @staticmethod
     async def _read(

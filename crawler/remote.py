@@ -152,18 +152,25 @@ class RemoteFrontier:
 class RedisNearDup:
     """SimHash near-duplicate lookup shared by all workers: permuted blocks (Manku et al.) in Redis sets."""
 
-    def __init__(self, redis: aioredis.Redis, keys: ClusterKeys, max_distance: int = 3) -> None:
+    def __init__(self, redis: aioredis.Redis, keys: ClusterKeys, max_distance: int = 3, deadline: float = 60.0) -> None:
         self.redis = redis
         self.keys = keys
         self.k = max_distance
+        self.deadline = deadline
+
+    async def _pipe(self, op: str, names: list[str], *args: str) -> list[Any]:
+        async def run() -> list[Any]:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for name in names:
+                    getattr(pipe, op)(name, *args)
+                return await pipe.execute()
+
+        return await with_redis_retry(run, self.deadline, "near-duplicate lookup")
 
     async def check(self, fp: int, url: str) -> str | None:
         """URL of a stored fingerprint within distance k; else store this one (two round trips at most)."""
         names = [self.keys.simhash_block(i, v) for i, v in block_keys(fp, self.k)]
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for name in names:
-                pipe.smembers(name)
-            groups = await pipe.execute()
+        groups = await self._pipe("smembers", names)
         best: tuple[int, str] | None = None
         for members in groups:
             for m in members:
@@ -173,15 +180,13 @@ class RedisNearDup:
                     best = (d, other)
         if best is not None:
             return best[1]
-        member = f"{fp:016x} {url}"
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for name in names:
-                pipe.sadd(name, member)
-            await pipe.execute()
+        await self._pipe("sadd", names, f"{fp:016x} {url}")
         return None
 
 
-def shared_robots(redis: aioredis.Redis, keys: ClusterKeys, ttl: float) -> Callable[[RobotsFetch], RobotsFetch]:
+def shared_robots(
+    redis: aioredis.Redis, keys: ClusterKeys, ttl: float, deadline: float = 60.0
+) -> Callable[[RobotsFetch], RobotsFetch]:
     """Wrap a robots.txt fetch so each URL is fetched once per TTL for the whole cluster.
 
     Only answers are shared (2xx, 3xx, 4xx other than 429); failures are not, so the next worker retries.
@@ -189,15 +194,16 @@ def shared_robots(redis: aioredis.Redis, keys: ClusterKeys, ttl: float) -> Calla
 
     def wrap(fetch: RobotsFetch) -> RobotsFetch:
         async def shared(url: str) -> RobotsResponse:
-            key = keys.robots(xxhash.xxh3_64_hexdigest(url))
-            raw = await redis.get(key)
+            key = keys.robots(xxhash.xxh3_64_hexdigest(url.encode()))
+            raw = await with_redis_retry(lambda: redis.get(key), deadline, "robots.txt cache")
             if raw is not None:
                 head, _, body = raw.partition(b"\n")
                 status, location = orjson.loads(head)
                 return RobotsResponse(status=status, body=body, location=location)
             resp = await fetch(url)
             if resp.status < 500 and resp.status != 429:
-                await redis.set(key, orjson.dumps([resp.status, resp.location]) + b"\n" + resp.body, ex=int(ttl))
+                value = orjson.dumps([resp.status, resp.location]) + b"\n" + resp.body
+                await with_redis_retry(lambda: redis.set(key, value, ex=int(ttl)), deadline, "robots.txt cache")
             return resp
 
         return shared

@@ -214,6 +214,17 @@ class Worker:
         )
 
     async def _process(self, lease: Lease) -> None:
+        try:
+            await self._process_lease(lease)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # A bug or an infrastructure failure (Redis gone past its deadline) must not orphan the
+            # lease: hand it back untouched so it is fetched again, by us or another worker.
+            log.exception("processing %s failed; releasing its lease", lease.item.url)
+            await self.store.release([lease], self.clock())
+
+    async def _process_lease(self, lease: Lease) -> None:
         item = lease.item
         record = self.replay.pop(item.url, None)
         if record is not None:

@@ -51,6 +51,7 @@ class ServiceTiming:
     reclaim_every: float = 5.0
     domains_every: float = 2.0
     prefetch: int = 2  # leases dispatched per unit of a worker's concurrency
+    heartbeat_ttl: float = 10.0  # after a Redis outage, heartbeats get this long to come back
 
 
 class FrontierService:
@@ -85,11 +86,16 @@ class FrontierService:
         self._applied: dict[str, int] = {}  # host → LiveDomains version applied to its store limits
         self._last = {"members": 0.0, "reclaim": 0.0, "domains": 0.0, "leader": 0.0}
         self.done = False
+        self.grace_until = 0.0  # no worker is declared dead before this (monotonic) time
         self.known_hosts: set[str] = set()  # hosts ever dispatched, for the ownership report
 
     def stop(self) -> None:
         """Finish the current turn and return from `run`."""
         self._stopping = True
+
+    def after_outage(self) -> None:
+        """Redis was unreachable: heartbeat keys may have expired meanwhile, so give workers time to beat."""
+        self.grace_until = time.monotonic() + self.timing.heartbeat_ttl * 1.5
 
     async def run(self, *, until_done: bool = False) -> None:
         """Serve until stopped (or, with `until_done`, until the job has nothing queued or in flight)."""
@@ -142,7 +148,7 @@ class FrontierService:
         alive = await self.redis.mget([self.keys.alive(w) for w in ids]) if ids else []
         live: set[str] = set()
         for worker, flag in zip(ids, alive, strict=True):
-            if flag is None:
+            if flag is None and time.monotonic() >= self.grace_until:
                 await self._bury(worker)
                 continue
             live.add(worker)

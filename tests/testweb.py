@@ -8,6 +8,7 @@ by the server's port when served (sites are built before the port is known).
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import random
 import socket
 import threading
@@ -27,10 +28,15 @@ __all__ = [
     "Page",
     "Site",
     "TestWeb",
+    "abort_connection",
     "brotli_bomb",
+    "deflate_bomb",
     "drip",
     "gzip_bomb",
     "make_link_web",
+    "raw_response",
+    "redirect",
+    "sequence",
     "silence_after_headers",
 ]
 
@@ -55,6 +61,7 @@ class Site:
     pages: dict[str, Page | Handler]
     robots: str | None = None
     robots_status: int = 200
+    fallback: Handler | None = None  # serves paths not in `pages` (e.g. an endless trap); None means 404
 
 
 @dataclass(slots=True, frozen=True)
@@ -82,8 +89,11 @@ class TestWeb:
 
     __test__ = False  # not a pytest test class despite the name
 
-    def __init__(self, sites: Mapping[str, Site]) -> None:
+    def __init__(self, sites: Mapping[str, Site], *, address: str = "127.0.0.1") -> None:
+        if address not in ("127.0.0.1", "::1") and not address.startswith("127."):
+            raise ValueError(f"TestWeb only listens on loopback, not {address!r}")
         self.sites = {k.lower(): v for k, v in sites.items()}
+        self.address = address
         self.port = 0
         self._log: list[LoggedRequest] = []
         self._lock = threading.Lock()
@@ -97,9 +107,10 @@ class TestWeb:
         """Bind a free port and serve in a background thread; returns self."""
         if self._thread is not None:
             raise RuntimeError("TestWeb already started")
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        family = socket.AF_INET6 if ":" in self.address else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
+        sock.bind((self.address, 0))
         self.port = sock.getsockname()[1]
         ready = threading.Event()
         failure: list[BaseException] = []
@@ -234,6 +245,8 @@ class TestWeb:
                 return web.Response(status=404, text="no robots.txt")
             return web.Response(status=site.robots_status, text=site.robots, content_type="text/plain")
         if page is None:
+            page = site.fallback
+        if page is None:
             return web.Response(status=404, text="not found")
         if not isinstance(page, Page):
             return await page(request)  # type: ignore[arg-type]
@@ -242,7 +255,7 @@ class TestWeb:
         body = page.body.encode() if isinstance(page.body, str) else page.body
         if PORT_TOKEN.encode() in body:
             body = body.replace(PORT_TOKEN.encode(), str(self.port).encode())
-        headers = dict(page.headers)
+        headers = {k: v.replace(PORT_TOKEN, str(self.port)) for k, v in page.headers.items()}
         if not any(k.lower() == "content-type" for k in headers):
             headers["Content-Type"] = "text/html; charset=utf-8"
         return web.Response(status=page.status, body=body, headers=headers)
@@ -292,16 +305,20 @@ def _bomb_bytes(kind: str, decoded_size: int) -> bytes:
     if key not in _BOMB_CACHE:
         block = bytes(1 << 20)
         comp: zlib._Compress | brotli.Compressor
-        comp = zlib.compressobj(9, zlib.DEFLATED, 31) if kind == "gzip" else brotli.Compressor(quality=5)
+        if kind == "br":
+            comp = brotli.Compressor(quality=5)
+        else:
+            # gzip wrapper (31) or zlib-wrapped deflate (15), which is what `Content-Encoding: deflate` means.
+            comp = zlib.compressobj(9, zlib.DEFLATED, 31 if kind == "gzip" else 15)
         out: list[bytes] = []
         left = decoded_size
         # Fed in 1 MiB blocks so building a 200 MB bomb never holds 200 MB.
         while left > 0:
             n = min(left, len(block))
-            piece = comp.compress(block[:n]) if kind == "gzip" else comp.process(block[:n])  # type: ignore[union-attr]
+            piece = comp.process(block[:n]) if kind == "br" else comp.compress(block[:n])  # type: ignore[union-attr]
             out.append(piece)
             left -= n
-        out.append(comp.flush() if kind == "gzip" else comp.finish())  # type: ignore[union-attr]
+        out.append(comp.finish() if kind == "br" else comp.flush())  # type: ignore[union-attr]
         _BOMB_CACHE[key] = b"".join(out)
     return _BOMB_CACHE[key]
 
@@ -320,9 +337,68 @@ def gzip_bomb(decoded_size: int = 200 * 2**20) -> Handler:
     return _bomb_handler("gzip", "gzip", decoded_size)
 
 
+def deflate_bomb(decoded_size: int = 200 * 2**20) -> Handler:
+    """A handler serving `decoded_size` zero bytes as `Content-Encoding: deflate` (zlib-wrapped)."""
+    return _bomb_handler("deflate", "deflate", decoded_size)
+
+
 def brotli_bomb(decoded_size: int = 200 * 2**20) -> Handler:
     """A handler serving `decoded_size` zero bytes brotli-compressed."""
     return _bomb_handler("br", "br", decoded_size)
+
+
+def raw_response(data: bytes, *, hold: float = 0.0) -> Handler:
+    """A handler writing `data` verbatim to the socket (status line and all), then closing it.
+
+    For framing lies aiohttp's own response writer would never produce: a body longer or shorter
+    than its Content-Length, a chunked body cut before its last chunk. `hold` seconds pass before
+    the close, so a client that trusts the framing has read the response by then.
+    """
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        transport = request.transport
+        if transport is not None:
+            transport.write(data)
+            if hold:
+                await asyncio.sleep(hold)
+            transport.close()
+        # The connection is gone: this response is never sent, it only gives the log a status.
+        return web.Response(status=200)
+
+    return handler
+
+
+def abort_connection() -> Handler:
+    """A handler that closes the connection without sending a byte of response."""
+    return raw_response(b"")
+
+
+def redirect(location: str, status: int = 302) -> Page:
+    """A redirect page; `location` may contain `@PORT@`, which is filled in like a body's."""
+    return Page(b"", status=status, headers={"Location": location})
+
+
+def sequence(*responses: Page, then: Page | None = None) -> Handler:
+    """A handler answering its n-th request with `responses[n]`, and `then` (default the last) afterwards.
+
+    A `Retry-After` header value `@IN:<seconds>@` becomes the HTTP date that many seconds from now.
+    """
+    calls = {"n": 0}
+    final = then if then is not None else responses[-1]
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        n = calls["n"]
+        calls["n"] = n + 1
+        page = responses[n] if n < len(responses) else final
+        headers = dict(page.headers)
+        ra = headers.get("Retry-After", "")
+        if ra.startswith("@IN:"):
+            headers["Retry-After"] = email.utils.formatdate(time.time() + float(ra[4:-1]), usegmt=True)
+        headers.setdefault("Content-Type", "text/html; charset=utf-8")
+        body = page.body.encode() if isinstance(page.body, str) else page.body
+        return web.Response(status=page.status, body=body, headers=headers)
+
+    return handler
 
 
 # -- generated link web ----------------------------------------------------------------------------
