@@ -24,9 +24,10 @@ from crawler.config import Config, DomainSettings, HostSettings, config_from_dic
 from crawler.errors import ConfigError
 from crawler.neardup import block_keys, hamming
 from crawler.robots import RobotsFetch, RobotsResponse
-from frontier.cluster import decode_lease, encode_outcome
+from crawler.urlitem import UrlItem
+from frontier.cluster import decode_lease, encode_links, encode_outcome
 from frontier.cluster_keys import ClusterKeys
-from frontier.store import Counts, DeadLetter, FrontierStore, HostLimits, Lease, Outcome
+from frontier.store import AddResult, Counts, DeadLetter, FrontierStore, HostLimits, Lease, Outcome
 
 log = logging.getLogger("crawler.remote")
 T = TypeVar("T")
@@ -94,6 +95,13 @@ class RemoteFrontier:
             msgs = [encode_outcome(o, self.worker_id) for o in outcomes]
             await with_redis_retry(lambda: self.redis.rpush(self.keys.outcomes, *msgs), self.deadline, "ack")
         return 0
+
+    async def add(self, items: Sequence[UrlItem], now: float) -> AddResult:
+        """Send discovered links to the frontier, which dedups them (its counters hold the verdicts)."""
+        if items:
+            msg = encode_links(items, self.worker_id)
+            await with_redis_retry(lambda: self.redis.rpush(self.keys.outcomes, msg), self.deadline, "links")
+        return AddResult(queued=len(items))
 
     async def release(self, leases: Sequence[Lease], now: float) -> None:
         """Hand leases back unfetched (shutdown), including those still waiting in the inbox."""

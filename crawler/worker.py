@@ -30,7 +30,7 @@ from crawler.stats import Stats, write_json_atomic
 from crawler.urlitem import UrlItem
 from crawler.urlnorm import host_key, normalize, origin
 from frontier.politeness import HostPace, PaceRules, next_due
-from frontier.store import Counts, HostLimits, Lease, Outcome, OutcomeKind
+from frontier.store import AddResult, Counts, HostLimits, Lease, Outcome, OutcomeKind
 
 log = logging.getLogger("crawler.worker")
 
@@ -49,6 +49,7 @@ class WorkerFrontier(Protocol):
     """The part of the frontier a worker uses: the store itself, or its remote view in a cluster."""
 
     async def claim(self, now: float, limit: int) -> list[Lease]: ...
+    async def add(self, items: Sequence[UrlItem], now: float) -> AddResult: ...
     async def complete(self, outcomes: Sequence[Outcome], now: float) -> int: ...
     async def release(self, leases: Sequence[Lease], now: float) -> None: ...
     async def next_due(self, now: float) -> float | None: ...
@@ -182,7 +183,16 @@ class Worker:
             return
         offset = self.sink.flush()  # records reach the log before their leases are acknowledged
         outcomes, self._pending = self._pending, []
-        await self.store.complete(outcomes, self.clock())
+        links = [item for o in outcomes for item in o.links]
+        for o in outcomes:
+            o.links = ()
+        now = self.clock()
+        await self.store.complete(outcomes, now)
+        if links:  # added separately (same commit) so the store's verdicts reach the counters
+            added = await self.store.add(links, now)
+            self.stats.incr("duplicate_urls", added.duplicates)
+            if added.over_budget:
+                self.stats.skip("over_budget", added.over_budget)
         await self.store.set_meta("log_offset", str(offset))
         self._wake.set()
 

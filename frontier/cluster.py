@@ -17,6 +17,7 @@ from crawler.urlitem import UrlItem
 from frontier.store import Lease, Outcome
 
 RELEASE = "release"  # an outcome kind of the wire protocol only: give the lease back unfetched
+LINKS = "links"  # a message of discovered links, grouped by depth, without a lease
 
 
 def encode_lease(lease: Lease) -> bytes:
@@ -37,30 +38,35 @@ def encode_outcome(outcome: Outcome | Lease, worker: str) -> bytes:
         return orjson.dumps([worker, RELEASE, encode_lease(outcome).decode(), 0.0, 0.0, None, []])
     links = [[i.url, i.host, i.depth] for i in outcome.links]
     return orjson.dumps(
-        [worker, outcome.kind, encode_lease(outcome.lease).decode(), outcome.host_due, outcome.retry_at,
-         outcome.error, links]
+        [
+            worker,
+            outcome.kind,
+            encode_lease(outcome.lease).decode(),
+            outcome.host_due,
+            outcome.retry_at,
+            outcome.error,
+            links,
+        ]
     )
 
 
-def decode_outcome(raw: bytes | str) -> tuple[str, Outcome | Lease]:
-    """(worker id, Outcome) — or (worker id, Lease) for a release."""
+def encode_links(items: Sequence[UrlItem], worker: str) -> bytes:
+    """Discovered links as one message on the outcomes list."""
+    return orjson.dumps([worker, LINKS, None, 0.0, 0.0, None, [[i.url, i.host, i.depth] for i in items]])
+
+
+def decode_outcome(raw: bytes | str) -> tuple[str, Outcome | Lease | list[UrlItem]]:
+    """(worker id, Outcome), (worker id, Lease) for a release, or (worker id, links) for discovered links."""
     worker, kind, lease_raw, host_due, retry_at, error, links = orjson.loads(raw)
+    items = [UrlItem(u, h, int(d)) for u, h, d in links]
+    if kind == LINKS:
+        return worker, items
     lease = decode_lease(lease_raw)
     if kind == RELEASE:
         return worker, lease
-    items = [UrlItem(u, h, int(d)) for u, h, d in links]
     return worker, Outcome(lease, kind, float(host_due), retry_at=float(retry_at), error=error, links=items)
 
 
 def heartbeat_payload(**fields: Any) -> bytes:
     """What a worker publishes about itself (rate, pages, concurrency, ...)."""
     return orjson.dumps(fields)
-
-
-def split_by_worker(outcomes: Sequence[tuple[str, Outcome | Lease]]) -> dict[str, list[int]]:
-    """Tokens per worker, to clear them from the workers' assigned sets in one pipeline."""
-    out: dict[str, list[int]] = {}
-    for worker, o in outcomes:
-        lease = o if isinstance(o, Lease) else o.lease
-        out.setdefault(worker, []).append(lease.token)
-    return out

@@ -26,6 +26,7 @@ import redis.asyncio as aioredis
 
 from crawler.ingest import Ingest
 from crawler.remote import LiveDomains
+from crawler.urlitem import UrlItem
 from frontier.cluster import decode_lease, decode_outcome, encode_lease
 from frontier.cluster_keys import ClusterKeys
 from frontier.ring import HashRing
@@ -192,26 +193,43 @@ class FrontierService:
         decoded = [decode_outcome(r) for r in raw]
         outcomes: list[Outcome] = []
         releases: list[Lease] = []
+        links: list[UrlItem] = []
         for _, o in decoded:
             if isinstance(o, Lease):
                 releases.append(o)
-                continue
-            if o.links:
-                o.links = self.ingest.admit([i.url for i in o.links], o.links[0].depth)
-            outcomes.append(o)
+            elif isinstance(o, list):
+                links += self._admit(o)
+            else:
+                links += self._admit(list(o.links))
+                o.links = ()
+                outcomes.append(o)
         now = self.clock()
         if releases:
             await self.store.release(releases, now)
         if outcomes:
             await self.store.complete(outcomes, now)
+        if links:
+            added = await self.store.add(links, now)
+            self.ingest.stats.incr("duplicate_urls", added.duplicates)
+            if added.over_budget:
+                self.ingest.stats.skip("over_budget", added.over_budget)
         async with self.redis.pipeline(transaction=False) as pipe:
             for worker, o in decoded:
+                if isinstance(o, list):
+                    continue
                 lease = o if isinstance(o, Lease) else o.lease
                 pipe.hdel(self.keys.assigned(worker), str(lease.token))
                 if worker in self.assigned:
                     self.assigned[worker] = max(0, self.assigned[worker] - 1)
             await pipe.execute()
         return len(decoded)
+
+    def _admit(self, items: list[UrlItem]) -> list[UrlItem]:
+        """This process's Bloom filter, recent cache and scope, before the store's exact seen-set."""
+        by_depth: dict[int, list[str]] = {}
+        for item in items:
+            by_depth.setdefault(item.depth, []).append(item.url)
+        return [admitted for depth, urls in by_depth.items() for admitted in self.ingest.admit(urls, depth)]
 
     async def _dispatch(self) -> int:
         room = {w: self.capacity.get(w, 0) - self.assigned.get(w, 0) for w in self.ring.members}
@@ -258,7 +276,10 @@ class FrontierService:
     async def _publish_ownership(self) -> None:
         """How many known hosts each live worker owns now, for `crawler status`."""
         owned = Counter(self.ring.owners(self.known_hosts).values()) if self.known_hosts else Counter()
-        await self.redis.hset(self.keys.state, "owned", orjson.dumps(dict(owned)))
+        await self.redis.hset(
+            self.keys.state,
+            mapping={"owned": orjson.dumps(dict(owned)), "frontier_stats": orjson.dumps(self.ingest.stats.snapshot())},
+        )
 
     async def _check_done(self) -> None:
         counts = await self.store.counts()

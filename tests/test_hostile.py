@@ -759,6 +759,7 @@ def test_skipped_urls_are_counted_by_reason(crawl: Crawl) -> None:
 
 def test_over_budget_urls_are_counted_in_skipped(crawl: Crawl) -> None:
     # budget.test (max_pages 3) links to an endless calendar: everything past the budget is a skipped URL.
+    assert crawl.stats["skipped"].get("over_budget", 0) > 0, crawl.stats["skipped"]
     assert sum(crawl.stats["skipped"].values()) > sum(
         crawl.stats["skipped"].get(k, 0)
         for k in ("url_too_long", "too_many_segments", "repeated_segments", "max_depth", "max_outlinks", "invalid_url")
