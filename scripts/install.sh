@@ -17,6 +17,7 @@ python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=("python3-venv")
 if [ "$with_tests" = 1 ]; then
   command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
   [ -x /usr/bin/chromium ] || need+=(chromium)
+  command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
 fi
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing system packages: ${need[*]}" >&2

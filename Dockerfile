@@ -1,0 +1,20 @@
+# The crawler image: the same package for the frontier, the workers and one-shot commands.
+FROM python:3.11-slim-bookworm
+
+# Chromium from Debian for pages that need JavaScript (Playwright drives the system browser).
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends chromium \
+ && rm -rf /var/lib/apt/lists/*
+
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY crawler ./crawler
+COPY frontier ./frontier
+COPY configs ./configs
+RUN pip install --no-cache-dir .
+
+# Workers write pages-<id>.jsonl here; mount a volume to keep them.
+VOLUME ["/data"]
+WORKDIR /data
+ENTRYPOINT ["crawler"]
+CMD ["--help"]
