@@ -222,3 +222,33 @@ def test_domain_set_changes_the_gap_on_a_running_crawl(
     late = [b - a for a, b in itertools.pairwise([t for t in times if t > applied_by])]
     assert min(early) >= 0.09 and min(early) < 0.5
     assert min(late) >= 0.79, late
+
+
+def test_crawl_with_redis_runs_frontier_and_worker_in_one_process(
+    tmp_path: Path, make_redis_server: Callable[..., RedisServer], redis_job: str
+) -> None:
+    sites, reachable, _ = make_link_web(n_hosts=3, pages_per_host=6, seed=9)
+    server = make_redis_server()
+    with TestWeb(sites) as web:
+        out = tmp_path / "out"
+        proc = run_crawler(
+            "crawl",
+            *[web.url(h) for h in sorted(sites)],
+            "--redis",
+            server.url,
+            "--job",
+            redis_job,
+            "-o",
+            str(out),
+            "--delay",
+            "0.05",
+            "--resolve",
+            "*.test=127.0.0.1",
+            "--no-progress",
+            timeout=120,
+        )
+    assert proc.returncode == 0, proc.stderr
+    ok = Counter(page_key(r["url"]) for p in out.glob("pages-*.jsonl") for r in read_records(p) if r["error"] is None)
+    assert set(ok) == reachable and max(ok.values()) == 1
+    again = run_crawler("submit", web.url("h0.test"), "--redis", server.url, "--job", redis_job)
+    assert again.returncode == 0 and "0 URLs queued, 1 already known" in again.stderr, again.stderr
