@@ -22,7 +22,6 @@ COUNTERS = (
     "retries",
     "dead_letters",
     "redirects",
-    "robots_fetches",
 )
 
 

@@ -60,6 +60,7 @@ class RunResult:
 
     workers: int
     pages: int
+    per_worker: dict[str, int]
     seconds: float
     commands: int
     evalsha: int
@@ -138,9 +139,11 @@ class Cluster:
                 proc.kill()
                 proc.wait()
 
-    def pages(self) -> int:
-        """Records written by all workers."""
-        return sum(p.read_bytes().count(b"\n") for p in self.out.glob("pages-*.jsonl"))
+    def pages(self) -> dict[str, int]:
+        """Records written by each worker."""
+        return {
+            p.stem.removeprefix("pages-"): p.read_bytes().count(b"\n") for p in sorted(self.out.glob("pages-*.jsonl"))
+        }
 
     def log_problems(self) -> list[str]:
         """Lines of the process logs that look like errors or warnings (first few of each log)."""
@@ -211,9 +214,11 @@ def run_once(
     delta["hget"] -= polls  # the benchmark's own polling
     delta = +delta
     counters = {k.decode(): v.decode() for k, v in client.hgetall(f"crawl:{{{job}}}:counters").items()}
+    per_worker = cluster.pages()
     return RunResult(
         workers=workers,
-        pages=cluster.pages(),
+        pages=sum(per_worker.values()),
+        per_worker=per_worker,
         seconds=seconds,
         commands=sum(delta.values()),
         evalsha=delta.get("evalsha", 0),
@@ -286,7 +291,8 @@ def main() -> int:
                     top = ", ".join(f"{c} {k / max(r.pages, 1):.2f}" for c, k in r.by_command.most_common(args.top))
                     print(
                         f"  {n} worker(s): {r.pages} pages in {r.seconds:.2f}s "
-                        f"({r.done} done, {r.dead_letters} dead in Redis); per page: {top}",
+                        f"({r.done} done, {r.dead_letters} dead in Redis; by worker "
+                        f"{' '.join(f'{w}={k}' for w, k in r.per_worker.items())}); per page: {top}",
                         flush=True,
                     )
                     for line in r.log_problems:
