@@ -34,7 +34,7 @@ from crawler.stats import Stats
 from crawler.urlitem import UrlItem
 from crawler.urlnorm import host_key
 from crawler.worker import Worker
-from frontier.cluster_keys import ClusterKeys
+from frontier.redis_keys import ClusterKeys
 from frontier.redis_store import RedisStore
 from frontier.service import FrontierService, ServiceTiming
 from frontier.store import AddResult, HostLimits

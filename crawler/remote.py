@@ -26,7 +26,7 @@ from crawler.neardup import block_keys, hamming
 from crawler.robots import RobotsFetch, RobotsResponse
 from crawler.urlitem import UrlItem
 from frontier.cluster import decode_lease, encode_links, encode_outcome
-from frontier.cluster_keys import ClusterKeys
+from frontier.redis_keys import ClusterKeys
 from frontier.store import AddResult, Counts, DeadLetter, FrontierStore, HostLimits, Lease, Outcome
 
 log = logging.getLogger("crawler.remote")

@@ -1,8 +1,8 @@
 """Every Redis key of the frontier store (`frontier.redis_store`), all under the job prefix `crawl:{job}:`.
 
 Several crawls share one Redis: each job's keys live under its own prefix and nothing else is touched.
-The distributed crawl's coordination keys (`frontier.cluster_keys`) share the prefix but use other
-names; `RedisStore.open(fresh=True)` deletes only the families listed here.
+The distributed crawl's coordination keys (`ClusterKeys`, at the end of this module) share the prefix
+but use other names; `RedisStore.open(fresh=True)` deletes only the store's families.
 
 Times are the caller's Unix seconds, never the Redis clock.
 
@@ -40,6 +40,7 @@ primary (replicas are fine). The `{job}` hash tag would keep a job in one slot s
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 __all__ = ["STORE_FAMILIES", "STORE_SINGLETONS", "StoreKeys", "is_store_key", "job_prefix", "validate_job"]
 
@@ -129,3 +130,70 @@ class StoreKeys:
     def counters(self) -> str:
         """HASH of totals: queued, leased, done, dead, hosts, token, seq, seen."""
         return self.prefix + "counters"
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterKeys:
+    """Key names for one job; each documented with its type, content and TTL."""
+
+    job: str
+
+    @property
+    def prefix(self) -> str:
+        """`crawl:{job}:`, the same prefix as the store's keys."""
+        return job_prefix(self.job)
+
+    @property
+    def leader(self) -> str:
+        """STRING, PX ~10 s: id of the frontier service that acts; others stand by (renewed every 2 s)."""
+        return self.prefix + "frontier:leader"
+
+    @property
+    def workers(self) -> str:
+        """HASH worker id → JSON heartbeat (time, pages, rate, concurrency); entries of dead workers removed."""
+        return self.prefix + "workers"
+
+    def alive(self, worker: str) -> str:
+        """STRING, PX = heartbeat TTL: exists while the worker lives."""
+        return f"{self.prefix}worker:{worker}:alive"
+
+    def inbox(self, worker: str) -> str:
+        """LIST of lease messages dispatched to the worker, not yet taken; no TTL."""
+        return f"{self.prefix}worker:{worker}:inbox"
+
+    def assigned(self, worker: str) -> str:
+        """HASH token → lease message: leases dispatched to the worker and not yet answered; no TTL."""
+        return f"{self.prefix}worker:{worker}:assigned"
+
+    @property
+    def outcomes(self) -> str:
+        """LIST of outcome messages from workers, applied by the frontier; no TTL."""
+        return self.prefix + "outcomes"
+
+    @property
+    def domains(self) -> str:
+        """HASH domain → JSON politeness override (`crawler domain set`); no TTL."""
+        return self.prefix + "domains"
+
+    @property
+    def scope(self) -> str:
+        """SET of allowed domains (the submitted seeds' hosts, or the job config's list); no TTL."""
+        return self.prefix + "scope"
+
+    @property
+    def config(self) -> str:
+        """STRING: the job's configuration as JSON (from `crawler submit -c`); no TTL."""
+        return self.prefix + "config"
+
+    @property
+    def state(self) -> str:
+        """HASH: `done` = "1" once nothing is queued or in flight, `updated` = time; no TTL."""
+        return self.prefix + "state"
+
+    def robots(self, url_hash: str) -> str:
+        """STRING, EX = robots TTL: one robots.txt response (status, location, body) shared by all workers."""
+        return f"{self.prefix}robots:{url_hash}"
+
+    def simhash_block(self, block: int, value: int) -> str:
+        """SET of "fingerprint-hex url" members sharing one SimHash block value (near-dup lookup); no TTL."""
+        return f"{self.prefix}sim:{block}:{value:x}"

@@ -28,7 +28,7 @@ from crawler.ingest import Ingest
 from crawler.remote import LiveDomains
 from crawler.urlitem import UrlItem
 from frontier.cluster import decode_lease, decode_outcome, encode_lease
-from frontier.cluster_keys import ClusterKeys
+from frontier.redis_keys import ClusterKeys
 from frontier.ring import HashRing
 from frontier.store import FrontierStore, HostLimits, Lease, Outcome
 

@@ -33,7 +33,7 @@ def test_every_service_command_parses() -> None:
     for name in ("frontier", "worker"):
         args = parser.parse_args(services[name]["command"])
         assert args.redis == "redis://redis:6379/0" and args.job == "crawl"
-    submit = services["submit"]["entrypoint"][1:] + ["https://www.example.com/"]
+    submit = [*services["submit"]["entrypoint"][1:], "https://www.example.com/"]
     assert parser.parse_args(submit).command == "submit"
     assert parser.parse_args(services["status"]["entrypoint"][1:]).command == "status"
     redis_cmd = services["redis"]["command"]
