@@ -33,6 +33,9 @@ def robots_fetcher(http: HttpFetcher) -> Callable[[str], Awaitable[RobotsRespons
     return fetch
 
 
+_NETWORK_CAUSES = frozenset(e.value for e in ErrorType) - {ErrorType.ROBOTS_DISALLOWED.value}
+
+
 @dataclass(slots=True)
 class PageFetch:
     """What fetching one frontier URL produced."""
@@ -92,7 +95,10 @@ class PageFetcher:
                 return result
             if rules.kind == "disallow_all":  # robots.txt unreachable (5xx, 429, network): wait
                 result.robots_unavailable = True
-                result.error = CrawlError(ErrorType.ROBOTS_DISALLOWED, f"robots.txt unavailable: {rules.reason}")
+                # A network failure keeps its own type (dns_error, timeout, ...); a 5xx/429 is a refusal.
+                cause = rules.reason.split(" ", 1)[0]
+                etype = ErrorType(cause) if cause in _NETWORK_CAUSES else ErrorType.ROBOTS_DISALLOWED
+                result.error = CrawlError(etype, f"robots.txt unavailable: {rules.reason}")
                 return result
             if not rules.allowed(current):
                 result.error = CrawlError(ErrorType.ROBOTS_DISALLOWED, "disallowed by robots.txt")
