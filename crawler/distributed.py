@@ -122,8 +122,14 @@ async def _every(seconds: float, fn: Callable[[], Awaitable[None]]) -> None:
             log.warning("periodic task failed: %s", exc)
 
 
-async def run_frontier(opts: ClusterOptions, *, until_done: bool = False, timing: ServiceTiming | None = None) -> None:
-    """`crawler frontier`: serve the job until stopped (or done, with `until_done`)."""
+async def run_frontier(
+    opts: ClusterOptions,
+    *,
+    until_done: bool = False,
+    timing: ServiceTiming | None = None,
+    stop: asyncio.Event | None = None,
+) -> None:
+    """`crawler frontier`: serve the job until a signal or `stop` (or done, with `until_done`)."""
     async with AsyncExitStack() as stack:
         redis, cfg, store = await _open(stack, opts)
         stats = Stats()
@@ -139,6 +145,14 @@ async def run_frontier(opts: ClusterOptions, *, until_done: bool = False, timing
 
         refresher = asyncio.create_task(_every(2.0, refresh_scope))
         stack.callback(refresher.cancel)
+        if stop is not None:
+
+            async def stop_when_asked() -> None:
+                await stop.wait()
+                service.stop()
+
+            watcher = asyncio.create_task(stop_when_asked())
+            stack.callback(watcher.cancel)
         await _with_backoff(
             lambda: service.run(until_done=until_done), opts.redis_deadline, "frontier", on_error=service.after_outage
         )
@@ -158,6 +172,9 @@ async def _with_backoff(
             await run()
             return
         except REDIS_ERRORS as exc:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise  # a cancelled Redis call can surface as a connection error: stop, do not retry
             now = time.monotonic()
             if now - last_error > 10.0:  # it worked for a while since the last error: a new outage
                 failing_since, delay = now, 0.1
@@ -332,10 +349,21 @@ async def run_combined(opts: ClusterOptions, seeds: list[str], *, out: Path, wor
     """`crawler crawl --redis`: submit, then a frontier and a worker in one process until the job is done."""
     if seeds:
         await submit(opts, seeds, store_config=bool(opts.config_paths or opts.overrides))
-    frontier = asyncio.create_task(run_frontier(opts))
+    stop = asyncio.Event()
+    frontier = asyncio.create_task(run_frontier(opts, stop=stop))
+    worker = asyncio.create_task(run_worker(opts, worker_id=worker_id, out=out, exit_when_done=True))
     try:
-        result = await run_worker(opts, worker_id=worker_id, out=out, exit_when_done=True)
+        done, _ = await asyncio.wait({frontier, worker}, return_when=asyncio.FIRST_COMPLETED)
+        if frontier in done and worker not in done:
+            frontier.result()  # the frontier failed: say why rather than wait forever
+            raise RuntimeError("the frontier service stopped before the crawl was done")
+        return await worker
     finally:
-        frontier.cancel()
-        await asyncio.gather(frontier, return_exceptions=True)
-    return result
+        stop.set()
+        for task in (worker, frontier):
+            if not task.done():
+                try:
+                    await asyncio.wait_for(asyncio.shield(task), 10.0)
+                except (TimeoutError, Exception):
+                    task.cancel()
+                    await asyncio.gather(task, return_exceptions=True)

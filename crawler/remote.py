@@ -50,6 +50,9 @@ async def with_redis_retry(op: Callable[[], Awaitable[T]], deadline: float, what
         try:
             return await op()
         except REDIS_ERRORS as exc:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise  # a cancelled Redis call can surface as a connection error: do not retry it
             waited = time.monotonic() - started
             if waited >= deadline:
                 raise RedisUnavailable(f"Redis unreachable for {waited:.0f}s during {what}: {exc}") from exc
