@@ -12,6 +12,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 
 import orjson
@@ -20,9 +21,10 @@ import xxhash
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+import frontier
 from crawler.config import Config, DomainSettings, HostSettings, config_from_dict
 from crawler.errors import ConfigError
-from crawler.neardup import block_keys, hamming
+from crawler.neardup import block_keys
 from crawler.robots import RobotsFetch, RobotsResponse
 from crawler.urlitem import UrlItem
 from frontier.cluster import decode_lease, encode_links, encode_outcome
@@ -30,6 +32,7 @@ from frontier.redis_keys import ClusterKeys
 from frontier.store import AddResult, Counts, DeadLetter, FrontierStore, HostLimits, Lease, Outcome
 
 log = logging.getLogger("crawler.remote")
+_NEARDUP_LUA = Path(frontier.__file__).resolve().parent / "lua" / "neardup.lua"
 T = TypeVar("T")
 REDIS_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
 
@@ -161,38 +164,26 @@ class RemoteFrontier:
 
 
 class RedisNearDup:
-    """SimHash near-duplicate lookup shared by all workers: permuted blocks (Manku et al.) in Redis sets."""
+    """SimHash near-duplicate lookup shared by all workers: permuted blocks (Manku et al.) in Redis sets.
+
+    Lookup and insert are one Lua script (`frontier/lua/neardup.lua`), so two workers seeing near
+    duplicates at the same moment cannot both record theirs as the original.
+    """
 
     def __init__(self, redis: aioredis.Redis, keys: ClusterKeys, max_distance: int = 3, deadline: float = 60.0) -> None:
         self.redis = redis
         self.keys = keys
         self.k = max_distance
         self.deadline = deadline
-
-    async def _pipe(self, op: str, names: list[str], *args: str) -> list[Any]:
-        async def run() -> list[Any]:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for name in names:
-                    getattr(pipe, op)(name, *args)
-                return await pipe.execute()
-
-        return await with_redis_retry(run, self.deadline, "near-duplicate lookup")
+        self._script = redis.register_script(_NEARDUP_LUA.read_text())
 
     async def check(self, fp: int, url: str) -> str | None:
-        """URL of a stored fingerprint within distance k; else store this one (two round trips at most)."""
+        """URL of a stored fingerprint within distance k; else store this one (one round trip)."""
         names = [self.keys.simhash_block(i, v) for i, v in block_keys(fp, self.k)]
-        groups = await self._pipe("smembers", names)
-        best: tuple[int, str] | None = None
-        for members in groups:
-            for m in members:
-                hexfp, _, other = m.decode().partition(" ")
-                d = hamming(fp, int(hexfp, 16))
-                if d <= self.k and other != url and (best is None or d < best[0]):
-                    best = (d, other)
-        if best is not None:
-            return best[1]
-        await self._pipe("sadd", names, f"{fp:016x} {url}")
-        return None
+        found = await with_redis_retry(
+            lambda: self._script(keys=names, args=[f"{fp:016x}", url, self.k]), self.deadline, "near-duplicate check"
+        )
+        return found.decode() if found else None
 
 
 def shared_robots(

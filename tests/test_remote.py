@@ -1,0 +1,98 @@
+"""What workers share through a real Redis: near-duplicate lookup, robots.txt bodies, live overrides."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+import redis.asyncio as aioredis
+
+from crawler.config import Config
+from crawler.neardup import hamming
+from crawler.remote import LiveDomains, RedisNearDup, shared_robots
+from crawler.robots import RobotsResponse
+from frontier.redis_keys import ClusterKeys
+from tests.redis_server import RedisServer
+
+pytest_plugins = ["redis_server"]
+
+
+def _flip(fp: int, bits: list[int]) -> int:
+    for b in bits:
+        fp ^= 1 << b
+    return fp
+
+
+async def test_near_duplicates_found_across_clients_and_far_ones_not(redis_server: RedisServer, redis_job: str) -> None:
+    keys = ClusterKeys(redis_job)
+    a, b = aioredis.from_url(redis_server.url), aioredis.from_url(redis_server.url)
+    try:
+        one, two = RedisNearDup(a, keys), RedisNearDup(b, keys)
+        fp = random.Random(1).getrandbits(64)
+        assert await one.check(fp, "http://a.test/1") is None
+        assert await two.check(_flip(fp, [0, 31, 63]), "http://b.test/2") == "http://a.test/1"  # distance 3
+        assert await two.check(_flip(fp, [1, 17, 40, 62]), "http://b.test/3") is None  # distance 4
+        assert await one.check(fp, "http://a.test/1") is None  # a page is not its own duplicate
+        rng = random.Random(2)
+        stored = [rng.getrandbits(64) for _ in range(300)]
+        for i, s in enumerate(stored):
+            await one.check(s, f"http://x.test/{i}")
+        for _ in range(200):
+            probe = rng.getrandbits(64)
+            near = [i for i, s in enumerate(stored) if hamming(s, probe) <= 3]
+            found = await two.check(probe, "http://probe.test/")
+            assert (found is not None) == bool(near)
+    finally:
+        await a.aclose()
+        await b.aclose()
+
+
+async def test_concurrent_near_duplicates_have_exactly_one_original(redis_server: RedisServer, redis_job: str) -> None:
+    keys = ClusterKeys(redis_job)
+    clients = [aioredis.from_url(redis_server.url) for _ in range(4)]
+    try:
+        fp = random.Random(3).getrandbits(64)
+        checks = [
+            RedisNearDup(clients[i % 4], keys).check(_flip(fp, [i % 64]), f"http://h{i}.test/") for i in range(20)
+        ]
+        results = await asyncio.gather(*checks)
+        assert sum(r is None for r in results) == 1
+    finally:
+        for c in clients:
+            await c.aclose()
+
+
+async def test_robots_bodies_are_fetched_once_for_all_workers(redis_server: RedisServer, redis_job: str) -> None:
+    client = aioredis.from_url(redis_server.url)
+    calls: list[str] = []
+
+    async def origin_fetch(url: str) -> RobotsResponse:
+        calls.append(url)
+        return RobotsResponse(200 if "ok" in url else 503, b"User-agent: *\nDisallow: /x\n", None)
+
+    try:
+        share = shared_robots(client, ClusterKeys(redis_job), ttl=60)
+        first, second = share(origin_fetch), share(origin_fetch)
+        assert (await first("http://ok.test/robots.txt")).body == (await second("http://ok.test/robots.txt")).body
+        await first("http://down.test/robots.txt")
+        await second("http://down.test/robots.txt")
+        assert calls == ["http://ok.test/robots.txt", "http://down.test/robots.txt", "http://down.test/robots.txt"]
+    finally:
+        await client.aclose()
+
+
+async def test_live_domain_overrides_apply_to_subdomains(redis_server: RedisServer, redis_job: str) -> None:
+    client = aioredis.from_url(redis_server.url)
+    keys = ClusterKeys(redis_job)
+    try:
+        live = LiveDomains(client, keys, Config())
+        assert not await live.refresh()
+        await client.hset(keys.domains, "example.com", b'{"delay": 7.5, "concurrency": 2}')
+        await client.hset(keys.domains, "bad.test", b'{"delay": "slow"}')
+        assert await live.refresh()
+        assert live.for_host("shop.example.com:8080").delay == 7.5
+        assert live.for_host("shop.example.com").concurrency == 2
+        assert live.for_host("other.org").delay == Config().politeness.delay
+        assert live.for_host("bad.test").delay == Config().politeness.delay  # invalid override ignored
+    finally:
+        await client.aclose()
