@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import tomllib
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
@@ -113,6 +113,14 @@ class DomainSettings:
     max_pages: int | None = field(default=None, metadata=_range(0))
     max_depth: int | None = field(default=None, metadata=_range(0))
     render: str | None = None
+    max_outlinks: int | None = field(default=None, metadata=_range(0))
+    max_url_length: int | None = field(default=None, metadata=_range(16))
+    max_repeated_segments: int | None = field(default=None, metadata=_range(1))
+    max_path_segments: int | None = field(default=None, metadata=_range(1))
+
+    def overrides(self) -> dict[str, Any]:
+        """The keys this entry sets."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +132,10 @@ class HostSettings:
     max_pages: int | None
     max_depth: int
     render: str = "auto"
+    max_outlinks: int = 1000
+    max_url_length: int = 2048
+    max_repeated_segments: int = 3
+    max_path_segments: int = 64
 
 
 @dataclass(frozen=True)
@@ -153,14 +165,19 @@ def _for_host(cfg: Config, name: str) -> HostSettings:
         if hit is not None:
             override = hit
             break
-    p = cfg.politeness
-    return HostSettings(
-        delay=p.delay if override.delay is None else override.delay,
-        concurrency=p.concurrency if override.concurrency is None else override.concurrency,
-        max_pages=override.max_pages,
-        max_depth=cfg.crawl.max_depth if override.max_depth is None else override.max_depth,
-        render=cfg.fetch.render if override.render is None else override.render,
+    p, c = cfg.politeness, cfg.crawl
+    base = HostSettings(
+        delay=p.delay,
+        concurrency=p.concurrency,
+        max_pages=None,
+        max_depth=c.max_depth,
+        render=cfg.fetch.render,
+        max_outlinks=c.max_outlinks,
+        max_url_length=c.max_url_length,
+        max_repeated_segments=c.max_repeated_segments,
+        max_path_segments=c.max_path_segments,
     )
+    return replace(base, **override.overrides())
 
 
 _SECTIONS: dict[str, type] = {

@@ -62,10 +62,18 @@ class Ingest:
         stats = self.stats
         for url in urls:
             host = host_key(url)
-            if depth > self.config.for_host(host).max_depth:
+            limits = self.config.for_host(host)
+            if depth > limits.max_depth:
                 stats.skip("max_depth")
                 continue
-            reason = self.scope.reason(url, host, depth)
+            reason = self.scope.reason(
+                url,
+                host,
+                depth,
+                max_url_length=limits.max_url_length,
+                max_repeated_segments=limits.max_repeated_segments,
+                max_path_segments=limits.max_path_segments,
+            )
             if reason is not None:
                 stats.skip(reason)
                 continue

@@ -72,8 +72,10 @@ class PageAnalyzer:
         host: str = "",
         render_mode: str = "never",
         fetch_sub: SubFetch | None = None,
+        max_outlinks: int | None = None,
     ) -> tuple[CrawlError | None, list[str]]:
         """Fill `rec` from an HTML body; returns (error, links to follow). Non-HTML is left unparsed."""
+        cap = self.max_outlinks if max_outlinks is None else max_outlinks
         body = resp.body
         ctype = resp.content_type
         if resp.charset:
@@ -84,7 +86,7 @@ class PageAnalyzer:
         try:
             page = extract(html, self.token)
         except Exception as exc:  # a parser bug must cost one page, never the worker
-            links = self.ingest.normalize_links(scan_links_fallback(html)[: self.max_outlinks], final_url)
+            links = self.ingest.normalize_links(scan_links_fallback(html)[:cap], final_url)
             rec["links"] = links
             rec["links_followed"] = True
             return CrawlError(ErrorType.PARSE_ERROR, f"{type(exc).__name__}: {exc}"), links
@@ -108,9 +110,9 @@ class PageAnalyzer:
         if page.base_href:
             with contextlib.suppress(CrawlError):
                 base = normalize(page.base_href, final_url)
-        if len(page.links) > self.max_outlinks:  # every URL a trap limit drops is counted in stats
-            self.ingest.stats.skip("max_outlinks", len(page.links) - self.max_outlinks)
-        links = self.ingest.normalize_links(page.links[: self.max_outlinks], base)
+        if len(page.links) > cap:  # every URL a trap limit drops is counted in stats
+            self.ingest.stats.skip("max_outlinks", len(page.links) - cap)
+        links = self.ingest.normalize_links(page.links[:cap], base)
         canonical = page.canonical
         if canonical:
             with contextlib.suppress(CrawlError):

@@ -12,6 +12,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -247,12 +248,7 @@ class LiveDomains:
         for i in range(len(labels)):
             hit = self.overrides.get(".".join(labels[i:]))
             if hit is not None:
-                return HostSettings(
-                    delay=base.delay if hit.delay is None else hit.delay,
-                    concurrency=base.concurrency if hit.concurrency is None else hit.concurrency,
-                    max_pages=base.max_pages if hit.max_pages is None else hit.max_pages,
-                    max_depth=base.max_depth if hit.max_depth is None else hit.max_depth,
-                )
+                return replace(base, **hit.overrides())
         return base
 
 

@@ -100,19 +100,31 @@ class Scope:
             dot = name.find(".", dot + 1)
         return False
 
-    def reason(self, url: str, host: str, depth: int) -> str | None:
-        """None when the normalized `url` (politeness key `host`) may be queued, else a reason constant."""
+    def reason(
+        self,
+        url: str,
+        host: str,
+        depth: int,
+        *,
+        max_url_length: int | None = None,
+        max_repeated_segments: int | None = None,
+        max_path_segments: int | None = None,
+    ) -> str | None:
+        """None when the normalized `url` (politeness key `host`) may be queued, else a reason constant.
+
+        The keyword limits override this scope's own for one call (per-domain settings).
+        """
         if self._domains and not self.host_allowed(host):
             return OUT_OF_SCOPE
         if self.max_depth is not None and depth > self.max_depth:
             return MAX_DEPTH
-        if len(url) > self.max_url_length:
+        if len(url) > (max_url_length or self.max_url_length):
             return URL_TOO_LONG
         segs = _path(url)[1:].split("/")
-        limit = self.max_repeated_segments
+        limit = max_repeated_segments or self.max_repeated_segments
         if len(segs) > limit and _repeats(segs, limit):
             return REPEATED_SEGMENTS
-        most = self.max_path_segments
+        most = max_path_segments or self.max_path_segments
         if most is not None and len(segs) > most and len(segs) - segs.count("") > most:
             return TOO_MANY_SEGMENTS
         return None

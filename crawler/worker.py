@@ -361,6 +361,7 @@ class Worker:
                     host=item.host,
                     render_mode=settings.render if settings is not None else "never",
                     fetch_sub=self._sub_fetcher(item.host, settings) if settings is not None else None,
+                    max_outlinks=settings.max_outlinks if settings is not None else None,
                 )
         if error is not None:
             rec["error"] = error.as_dict()

@@ -80,3 +80,11 @@ def test_user_agent_needs_a_product_token() -> None:
     assert config_from_dict({"crawl": {"user_agent": "MyBot2 (+http://x)"}}).crawl.product_token == "MyBot"
     with pytest.raises(ConfigError, match=r"crawl\.user_agent"):
         config_from_dict({"crawl": {"user_agent": "2fast/1.0"}})
+
+
+def test_trap_limits_can_be_set_per_domain() -> None:
+    cfg = config_from_dict(
+        {"crawl": {"max_outlinks": 50}, "domains": {"wiki.test": {"max_outlinks": 5, "max_url_length": 100}}}
+    )
+    assert cfg.for_host("a.wiki.test").max_outlinks == 5 and cfg.for_host("a.wiki.test").max_url_length == 100
+    assert cfg.for_host("other.test").max_outlinks == 50 and cfg.for_host("other.test").max_url_length == 2048

@@ -66,3 +66,16 @@ async def test_store_seen_set_rejects_what_a_fresh_process_offers_again(tmp_path
         third, _ = _ingest(clock)
         result = await store.add(third.admit(["http://a.test/page?id=1"], 1), clock[0])
         assert result.queued == 1
+
+
+def test_per_domain_trap_limits_apply_in_ingest() -> None:
+    from crawler.config import config_from_dict
+
+    cfg = config_from_dict({"domains": {"strict.test": {"max_url_length": 40, "max_repeated_segments": 1}}})
+    stats = Stats()
+    scope = Scope(["strict.test", "lax.test"], max_depth=None, max_url_length=2048, max_repeated_segments=3)
+    ingest = Ingest(cfg, scope, stats)
+    long_path = "/" + "y" * 40
+    assert ingest.admit([f"http://strict.test{long_path}", "http://strict.test/a/x/a"], 1) == []
+    assert len(ingest.admit([f"http://lax.test{long_path}", "http://lax.test/a/x/a"], 1)) == 2
+    assert dict(stats.skipped) == {"url_too_long": 1, "repeated_segments": 1}
