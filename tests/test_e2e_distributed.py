@@ -252,3 +252,21 @@ def test_crawl_with_redis_runs_frontier_and_worker_in_one_process(
     assert set(ok) == reachable and max(ok.values()) == 1
     again = run_crawler("submit", web.url("h0.test"), "--redis", server.url, "--job", redis_job)
     assert again.returncode == 0 and "0 URLs queued, 1 already known" in again.stderr, again.stderr
+
+
+def test_second_frontier_stands_by_and_takes_over(cluster: Cluster) -> None:
+    _start(cluster)
+    cluster.start_frontier("frontier-b")
+    cluster.wait(lambda: len(cluster.records()) >= 15, 60, "some pages")
+
+    def leads(name: str) -> bool:
+        return "is the leader" in (cluster.tmp / f"{name}.log").read_text()
+
+    leaders = [name for name in ("frontier", "frontier-b") if leads(name)]
+    assert len(leaders) == 1, leaders  # one service acts, the other stands by
+    standby = "frontier-b" if leaders == ["frontier"] else "frontier"
+    cluster.kill(leaders[0])
+    cluster.wait(cluster.done, 120, "the standby to finish the job")
+    assert leads(standby)
+    _assert_exactly_once(cluster)
+    _assert_polite(cluster.web.log, DELAY)
