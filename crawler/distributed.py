@@ -227,8 +227,20 @@ async def run_worker(
         )
         _on_signals(stack, worker.stop)
 
+        beats = [0]
+
         async def beat() -> None:
-            snap = stats.snapshot(concurrency=cfg.crawl.concurrency, in_flight=len(worker.tasks), at=time.time())
+            # Every lease this worker holds (running, or answered but not yet sent): the frontier
+            # releases dispatched leases that are in neither the inbox nor this list.
+            beats[0] += 1
+            tokens = worker.held_tokens()
+            snap = stats.snapshot(
+                concurrency=cfg.crawl.concurrency,
+                in_flight=len(worker.tasks),
+                at=time.time(),
+                seq=beats[0],
+                tokens=tokens,
+            )
             async with redis.pipeline(transaction=False) as p:
                 p.set(keys.alive(wid), "1", px=int(opts.heartbeat_ttl * 1000))
                 p.hset(keys.workers, wid, orjson.dumps(snap))

@@ -106,6 +106,10 @@ class Worker:
         self._stopping = True
         self._wake.set()
 
+    def held_tokens(self) -> list[int]:
+        """Tokens of the leases this worker holds: in flight, or finished but not yet acknowledged."""
+        return [lease.token for lease in self.tasks.values()] + [o.lease.token for o in self._pending]
+
     def _limit_reached(self) -> bool:
         cap = self.config.crawl.max_pages
         return bool(cap) and self.stats.c["pages"] + len(self.tasks) >= cap

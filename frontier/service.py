@@ -88,6 +88,7 @@ class FrontierService:
         self._last = {"members": 0.0, "reclaim": 0.0, "domains": 0.0, "leader": 0.0}
         self.done = False
         self.grace_until = 0.0  # no worker is declared dead before this (monotonic) time
+        self._suspects: dict[tuple[str, int], int] = {}  # (worker, token) → heartbeat number when first missed
         self.known_hosts: set[str] = set()  # hosts ever dispatched, for the ownership report
 
     def stop(self) -> None:
@@ -163,6 +164,48 @@ class FrontierService:
         if live:
             counts = await self._hlen_all(sorted(live))
             self.assigned.update(counts)
+            await self._reconcile({w: orjson.loads(beats[w.encode()]) for w in live})
+
+    async def _reconcile(self, beats: dict[str, dict]) -> None:
+        """Release leases a live worker lost: dispatched to it, gone from its inbox, yet never in its hands.
+
+        That happens when Redis dies after running a worker's LPOP but before answering it. A lease is
+        lost when the worker's inbox does not hold it and a heartbeat taken surely after we first missed
+        it (two beats later: beats are numbered, so no clocks are compared) does not list it either.
+        Judged only while no outcome is waiting, so an answered lease is never taken back.
+        """
+        workers = sorted(w for w, beat in beats.items() if "tokens" in beat)
+        if not workers:
+            return
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.llen(self.keys.outcomes)
+            for w in workers:
+                pipe.hgetall(self.keys.assigned(w))
+                pipe.lrange(self.keys.inbox(w), 0, -1)
+            snap = await pipe.execute()
+        if snap[0]:
+            return
+        lost: dict[str, list[Lease]] = {}
+        still: dict[tuple[str, int], int] = {}
+        for i, w in enumerate(workers):
+            assigned, inbox = snap[1 + 2 * i], snap[2 + 2 * i]
+            waiting = {decode_lease(m).token for m in inbox}
+            reported = set(beats[w]["tokens"])
+            for tok, msg in assigned.items():
+                token = int(tok)
+                if token in waiting or token in reported:
+                    continue
+                seq = int(beats[w].get("seq", 0))
+                first = self._suspects.get((w, token), seq)
+                if seq >= first + 2:
+                    lost.setdefault(w, []).append(decode_lease(msg))
+                else:
+                    still[(w, token)] = first
+        self._suspects = still
+        for w, leases in lost.items():
+            await self.store.release(leases, self.clock())
+            await self.redis.hdel(self.keys.assigned(w), *[str(le.token) for le in leases])
+            log.warning("worker %s lost %d leases (a reply lost with Redis?); released them", w, len(leases))
 
     async def _hlen_all(self, workers: list[str]) -> dict[str, int]:
         async with self.redis.pipeline(transaction=False) as pipe:

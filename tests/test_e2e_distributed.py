@@ -270,3 +270,23 @@ def test_second_frontier_stands_by_and_takes_over(cluster: Cluster) -> None:
     assert leads(standby)
     _assert_exactly_once(cluster)
     _assert_polite(cluster.web.log, DELAY)
+
+
+def test_a_lease_lost_between_redis_and_a_worker_is_handed_out_again(cluster: Cluster) -> None:
+    """Simulates Redis dying after a worker's LPOP ran but before its reply arrived: the lease vanishes."""
+    _start(cluster, workers=2)
+    client = redis.Redis.from_url(cluster.server.url)
+    stolen = None
+    try:
+        deadline = time.monotonic() + 30
+        while stolen is None and time.monotonic() < deadline:
+            stolen = client.lpop(f"crawl:{{{cluster.job}}}:worker:w0:inbox")
+            time.sleep(0.01)
+    finally:
+        client.close()
+    assert stolen is not None, "w0 never had a lease waiting"
+    started = time.monotonic()
+    cluster.wait(cluster.done, 60, "the lost lease to be handed out again")  # the lease TTL is 300 s
+    assert time.monotonic() - started < 30
+    _assert_exactly_once(cluster)
+    assert "lost 1 leases" in (cluster.tmp / "frontier.log").read_text()
