@@ -19,6 +19,10 @@ Model
   least `host_due` and may add discovered links (dedup applies). A stale lease (reclaimed
   meanwhile; its token no longer matches) is ignored and reported as such.
 * `release` hands leases back untouched (shutdown); the host keeps its `next_at`.
+* Edges both backends pin (the contract suite checks them): `next_due` is `math.inf` when URLs are
+  queued but every such host is at its concurrency limit, and None only when nothing is queued; a seen
+  entry exactly `seen_ttl` old is still seen; a lease whose `expires_at == now` is reclaimed; a URL over
+  its host's budget is not marked seen; a stale outcome changes nothing but its links are still added.
 
 Crash behaviour
 ---------------
