@@ -157,3 +157,47 @@ def test_robots_unavailable_host_is_not_crawled_and_others_are(out_dir: Path) ->
     assert down["dead_letter"] is True
     assert not [r for r in log if r.host == "down.test" and r.path != "/robots.txt"]
     assert sum(1 for r in log if r.host == "down.test") >= 2  # robots.txt retried after its error TTL
+
+
+def test_sigterm_drains_then_resume_completes(out_dir: Path, tmp_path: Path) -> None:
+    sites, reachable, _ = make_link_web(n_hosts=4, pages_per_host=30, seed=11)
+    with TestWeb(sites) as web:
+        args = [
+            "crawl",
+            *_seed_args(web, sorted(sites)),
+            "-o",
+            str(out_dir),
+            "--delay",
+            "0.05",
+            "--max-depth",
+            "100",
+            "--resolve",
+            "*.test=127.0.0.1",
+            "--no-progress",
+        ]
+        proc = start_crawler(*args, log=tmp_path / "first.log")
+        pages = out_dir / "pages.jsonl"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not (pages.exists() and pages.read_bytes().count(b"\n") >= 10):
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 1  # interrupted before the frontier was empty
+        stats = orjson.loads((out_dir / "stats.json").read_bytes())
+        assert stats["finished"] is False and stats["in_flight"] == 0  # leases handed back on the way out
+        assert stats["pages"] == len(read_records(pages))
+        # No seeds this time: the folder's frontier resumes with its own seeds and scope.
+        second = run_crawler(
+            "crawl",
+            "-o",
+            str(out_dir),
+            "--delay",
+            "0.05",
+            "--max-depth",
+            "100",
+            "--resolve",
+            "*.test=127.0.0.1",
+            "--no-progress",
+        )
+    assert second.returncode == 0, second.stderr
+    keys = Counter(page_key(r["url"]) for r in read_records(pages) if r["error"] is None)
+    assert set(keys) == reachable and max(keys.values()) == 1
