@@ -124,6 +124,9 @@ def _cmd_status(args: argparse.Namespace) -> int:
         f"in flight {info['in_flight']}, recorded {info['recorded']}, dead letters {info['dead_letters']}, "
         f"hosts {info['hosts']}; frontier leader {info['frontier_leader'] or '-'}"
     )
+    if info["skipped"] or info["duplicate_urls"]:
+        skipped = ", ".join(f"{k} {v}" for k, v in sorted(info["skipped"].items())) or "none"
+        print(f"  links: {info['duplicate_urls']} duplicates; skipped: {skipped}")
     for wid, w in sorted(info["workers"].items()):
         print(
             f"  worker {wid}: {'alive' if w['alive'] else 'gone'}, {w['pages']} pages, "

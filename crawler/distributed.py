@@ -263,6 +263,7 @@ async def run_worker(
             for t in tasks:
                 t.cancel()
             with contextlib.suppress(Exception):
+                await beat()  # the final numbers, for `crawler status`
                 # Leaving cleanly: the frontier need not wait for the heartbeat to expire.
                 await redis.delete(keys.alive(wid))
         log.info("worker %s stopped: %d pages", wid, stats.c["pages"])
@@ -313,6 +314,7 @@ async def status(opts: ClusterOptions) -> dict[str, Any]:
         leader = await redis.get(keys.leader)
         live = [w for w, a in zip(beats, alive, strict=True) if a is not None]
         owned = orjson.loads(state.pop("owned", "{}"))
+        frontier_stats = orjson.loads(state.pop("frontier_stats", "{}"))
         workers = {}
         for w, beat in beats.items():
             workers[w] = {
@@ -332,6 +334,8 @@ async def status(opts: ClusterOptions) -> dict[str, Any]:
             "dead_letters": counts.dead,
             "hosts": counts.hosts,
             "frontier_leader": leader.decode() if leader else None,
+            "duplicate_urls": frontier_stats.get("duplicate_urls", 0),
+            "skipped": frontier_stats.get("skipped", {}),
             "workers": workers,
         }
 

@@ -14,6 +14,7 @@ other stands by and takes over when the leader's key expires.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
@@ -101,12 +102,17 @@ class FrontierService:
 
     async def run(self, *, until_done: bool = False) -> None:
         """Serve until stopped (or, with `until_done`, until the job has nothing queued or in flight)."""
-        while not self._stopping:
-            busy = await self.turn()
-            if until_done and self.done:
-                return
-            if not busy:
-                await asyncio.sleep(self.timing.tick)
+        try:
+            while not self._stopping:
+                busy = await self.turn()
+                if until_done and self.done:
+                    return
+                if not busy:
+                    await asyncio.sleep(self.timing.tick)
+        finally:
+            if self.leader:
+                with contextlib.suppress(Exception):  # best effort: Redis may be what stopped us
+                    await self._publish_ownership()
 
     async def turn(self) -> bool:
         """One pass of the loop; True when it moved anything."""
