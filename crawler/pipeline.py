@@ -65,6 +65,9 @@ async def open_pipeline(
         ttl=p.robots_ttl,
         error_ttl=p.robots_error_ttl,
         max_crawl_delay=p.max_crawl_delay,
+        # ~8 KiB per parsed file: 20k origins bound the cache near 160 MiB; an evicted origin's
+        # robots.txt is simply fetched again (the store's politeness still applies to that request).
+        max_entries=20_000,
     )
     ingest = Ingest(cfg, scope, stats)
     fetcher = PageFetcher(http, robots, scope, ingest.strip, max_redirects=f.max_redirects)
