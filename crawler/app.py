@@ -115,8 +115,7 @@ async def _run(job: CrawlJob) -> dict[str, Any]:
     stats = Stats()
 
     def limits(host: str) -> HostLimits:
-        s = cfg.for_host(host)
-        return HostLimits(s.concurrency, s.delay, s.max_pages)
+        return cfg.for_host(host).limits()
 
     async with AsyncExitStack() as stack:
         store = await SqliteStore.open(job.out, host_limits=limits, seen_ttl=cfg.crawl.seen_ttl)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
 
 from crawler.errors import ConfigError
+from frontier.store import HostLimits
 
 #: The documented defaults; the dataclass defaults below are the same values (a test holds them equal),
 #: so an installed package needs no file to run.
@@ -136,6 +137,10 @@ class HostSettings:
     max_url_length: int = 2048
     max_repeated_segments: int = 3
     max_path_segments: int = 64
+
+    def limits(self, crawl_delay: float | None = None) -> HostLimits:
+        """What the frontier store enforces for this host: concurrency, start spacing and page budget."""
+        return HostLimits(self.concurrency, max(self.delay, crawl_delay or 0.0), self.max_pages)
 
 
 @dataclass(frozen=True)

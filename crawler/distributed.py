@@ -76,8 +76,7 @@ async def job_config(redis: aioredis.Redis, opts: ClusterOptions) -> Config:
 
 def _limits(cfg: Config) -> Callable[[str], HostLimits]:
     def limits(host: str) -> HostLimits:
-        s = cfg.for_host(host)
-        return HostLimits(s.concurrency, s.delay, s.max_pages)
+        return cfg.for_host(host).limits()
 
     return limits
 
@@ -259,6 +258,7 @@ async def run_worker(
         ]
         try:
             await worker.run()
+            await remote.drain_inbox()
         finally:
             for t in tasks:
                 t.cancel()

@@ -100,11 +100,10 @@ class PageAnalyzer:
                     body=body,
                     content_type=resp.content_type or "text/html",
                     before=page,
-                    reason=decision.reason,
                     fetch_sub=fetch_sub,
                 )
                 if result is not None:
-                    page = result.page
+                    page = result
                     rec["rendered"] = True
         base = final_url
         if page.base_href:

@@ -111,13 +111,17 @@ class RemoteFrontier:
         return AddResult(queued=len(items))
 
     async def release(self, leases: Sequence[Lease], now: float) -> None:
-        """Hand leases back unfetched (shutdown), including those still waiting in the inbox."""
+        """Hand leases back unfetched."""
+        if leases:
+            msgs = [encode_outcome(lease, self.worker_id) for lease in leases]
+            await with_redis_retry(lambda: self.redis.rpush(self.keys.outcomes, *msgs), self.deadline, "release")
+
+    async def drain_inbox(self) -> int:
+        """On the way out: hand back the leases still waiting in this worker's inbox."""
         inbox = self.keys.inbox(self.worker_id)
         waiting = await with_redis_retry(lambda: self.redis.lpop(inbox, 100_000), self.deadline, "release")
-        back = list(leases) + [decode_lease(r) for r in waiting or []]
-        if back:
-            msgs = [encode_outcome(lease, self.worker_id) for lease in back]
-            await with_redis_retry(lambda: self.redis.rpush(self.keys.outcomes, *msgs), self.deadline, "release")
+        await self.release([decode_lease(r) for r in waiting or []], 0.0)
+        return len(waiting or [])
 
     async def reclaim_expired(self, now: float) -> int:
         """The frontier service reclaims; nothing to do on a worker."""

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
 
 from crawler.browser import BrowserPool, BrowserUnavailable, find_browser
 from crawler.browser_types import SubFetch
@@ -20,16 +19,6 @@ from crawler.extract import Page, extract
 from crawler.render import RenderDecision, RenderPolicy, render_gain
 
 log = logging.getLogger("crawler.render")
-
-
-@dataclass(slots=True)
-class RenderResult:
-    """A rendered page ready for the same extraction as HTTP pages."""
-
-    html: str
-    page: Page
-    reason: str
-    subrequests: int
 
 
 class Renderer:
@@ -68,7 +57,8 @@ class Renderer:
         async with self._lock:
             if self._pool is None and not self._unavailable:
                 f = self.config.fetch
-                if self._find() is None:
+                # Finding Playwright's own browser waits on its driver: not on the event loop.
+                if await asyncio.to_thread(self._find) is None:
                     log.warning("rendering disabled: no Chromium found (set fetch.browser_path)")
                     self._unavailable = True
                     return None
@@ -86,8 +76,8 @@ class Renderer:
             return self._pool
 
     async def render(
-        self, url: str, host: str, *, body: bytes, content_type: str, before: Page, reason: str, fetch_sub: SubFetch
-    ) -> RenderResult | None:
+        self, url: str, host: str, *, body: bytes, content_type: str, before: Page, fetch_sub: SubFetch
+    ) -> Page | None:
         """Render and re-extract; None when no browser can be had. Raises CrawlError(BROWSER_ERROR)."""
         pool = await self._get_pool()
         if pool is None:
@@ -96,5 +86,4 @@ class Renderer:
         page = extract(rendered.html, self.token)
         new_links, new_text = render_gain(before, page)
         self.policy.learn(host, new_links=new_links, new_text_chars=new_text)
-        served = sum(1 for _, _, outcome in rendered.subrequests if outcome == "served")
-        return RenderResult(rendered.html, page, reason, served)
+        return page

@@ -36,6 +36,8 @@ log = logging.getLogger("crawler.worker")
 
 #: HTTP statuses worth another attempt (RFC 9110: the server may succeed later).
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+#: Errors raised before any request reached the host.
+NO_REQUEST = frozenset({ErrorType.ROBOTS_DISALLOWED, ErrorType.PRIVATE_ADDRESS, ErrorType.INVALID_URL})
 ACK_INTERVAL = 0.05  # seconds between applying finished leases to the store
 COMMIT_INTERVAL = 0.5  # seconds between durable commits (and stats.json writes)
 
@@ -92,7 +94,7 @@ class Worker:
         self.tasks: dict[asyncio.Task[None], Lease] = {}
         self._pending: list[Outcome] = []
         self._paces: dict[str, HostPace] = {}
-        self._crawl_delays: dict[str, float | None] = {}
+        self._crawl_delays: dict[str, tuple[float | None, HostSettings]] = {}
         self._last_hit: dict[str, float] = {}  # host → end of its last request (renders pace on it)
         self._gates: dict[str, asyncio.Lock] = {}
         self._wake = asyncio.Event()
@@ -177,10 +179,16 @@ class Worker:
         last_commit = 0.0
         while True:
             await asyncio.sleep(ACK_INTERVAL)
-            await self._apply_pending()
-            if time.monotonic() - last_commit >= COMMIT_INTERVAL:
-                await self.commit()
-                last_commit = time.monotonic()
+            try:
+                await self._apply_pending()
+                if time.monotonic() - last_commit >= COMMIT_INTERVAL:
+                    await self.commit()
+                    last_commit = time.monotonic()
+            except Exception:
+                # Without commits nothing becomes durable: stop the crawl loudly rather than run on.
+                log.exception("committing the crawl state failed; stopping")
+                self.stop()
+                raise
 
     async def _apply_pending(self) -> None:
         if not self._pending:
@@ -256,23 +264,27 @@ class Worker:
         except CrawlError as exc:  # defensive: the fetcher reports errors in its result
             pf = PageFetch(url=item.url, final_url=item.url, error=exc)
         now = self.clock()
-        self._last_hit[item.host] = now
         crawl_delay = pf.rules.crawl_delay if pf.rules else None
         await self._learn_crawl_delay(item.host, settings, crawl_delay)
         resp = pf.response
         if resp is not None:
             self.stats.incr("fetched")
             self.stats.incr("bytes", len(resp.body))
-        host_due = now
+        host_due = now  # no request went out (refused before connecting): the host owes no gap
+        rules = self._pace_rules(settings, crawl_delay)
         if resp is not None or (pf.error is not None and pf.error.type in RETRYABLE):
             host_due, pace = next_due(
-                self._pace_rules(settings, crawl_delay),
+                rules,
                 pace,
                 now=now,
                 status=resp.status if resp is not None else None,
                 retry_after=resp.retry_after if resp is not None else None,
             )
             self._paces[item.host] = pace
+        elif pf.error is not None and pf.error.type not in NO_REQUEST:
+            host_due = now + rules.base_delay + pace.backoff  # e.g. too_large, tls_error: a request went out
+        if host_due > now:
+            self._last_hit[item.host] = now
         if pf.robots_unavailable and pf.rules is not None:
             await self._retry_or_die(lease, pf, started, host_due=pf.rules.expires_at, retry_at=pf.rules.expires_at)
             return
@@ -286,16 +298,21 @@ class Worker:
             rec, links = await self._build_record(item, pf, started, settings)
         except CrawlError as exc:  # the browser failed: try the page again later
             pf.error = exc
-            await self._retry_or_die(lease, pf, started, host_due=host_due)
+            await self._retry_or_die(lease, pf, started, host_due=self._after_render(item.host, host_due, rules, pace))
             return
-        self._write(lease, rec, links, host_due, kind="done")
+        self._write(lease, rec, links, self._after_render(item.host, host_due, rules, pace), kind="done")
+
+    def _after_render(self, host: str, host_due: float, rules: PaceRules, pace: HostPace) -> float:
+        """A render's subrequests hit the host after the page: the next fetch waits from the last of them."""
+        last = self._last_hit.get(host)
+        return host_due if last is None else max(host_due, last + rules.base_delay + pace.backoff)
 
     async def _learn_crawl_delay(self, host: str, settings: HostSettings, crawl_delay: float | None) -> None:
-        if self._crawl_delays.get(host, -1.0) == crawl_delay:
+        # Keyed on the settings too: a live override (`crawler domain set`) must not drop Crawl-delay.
+        if self._crawl_delays.get(host) == (crawl_delay, settings):
             return
-        self._crawl_delays[host] = crawl_delay
-        spacing = max(settings.delay, crawl_delay or 0.0)
-        await self.store.set_host_limits(host, HostLimits(settings.concurrency, spacing, settings.max_pages))
+        self._crawl_delays[host] = (crawl_delay, settings)
+        await self.store.set_host_limits(host, settings.limits(crawl_delay))
 
     async def _retry_or_die(
         self, lease: Lease, pf: PageFetch, started: float, *, host_due: float, retry_at: float | None = None
@@ -377,7 +394,8 @@ class Worker:
     def _sub_fetcher(self, host: str, settings: HostSettings) -> SubFetch:
         """What a rendering page may fetch: same host, robots-allowed, paced like any request to the host."""
         fetcher = self.fetcher
-        pace_rules = self._pace_rules(settings, self._crawl_delays.get(host))
+        known = self._crawl_delays.get(host)
+        pace_rules = self._pace_rules(settings, known[0] if known else None)
 
         async def fetch_sub(url: str, resource_type: str) -> SubResponse | None:
             try:

@@ -9,7 +9,6 @@ frontier applies to the store. Messages are compact orjson arrays; key names are
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import orjson
 
@@ -65,8 +64,3 @@ def decode_outcome(raw: bytes | str) -> tuple[str, Outcome | Lease | list[UrlIte
     if kind == RELEASE:
         return worker, lease
     return worker, Outcome(lease, kind, float(host_due), retry_at=float(retry_at), error=error, links=items)
-
-
-def heartbeat_payload(**fields: Any) -> bytes:
-    """What a worker publishes about itself (rate, pages, concurrency, ...)."""
-    return orjson.dumps(fields)

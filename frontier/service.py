@@ -31,7 +31,7 @@ from crawler.urlitem import UrlItem
 from frontier.cluster import decode_lease, decode_outcome, encode_lease
 from frontier.redis_keys import ClusterKeys
 from frontier.ring import HashRing
-from frontier.store import FrontierStore, HostLimits, Lease, Outcome
+from frontier.store import FrontierStore, Lease, Outcome
 
 log = logging.getLogger("crawler.frontier")
 
@@ -155,8 +155,10 @@ class FrontierService:
         ids = [w.decode() for w in beats]
         alive = await self.redis.mget([self.keys.alive(w) for w in ids]) if ids else []
         live: set[str] = set()
+        backlog = await self.redis.llen(self.keys.outcomes)
         for worker, flag in zip(ids, alive, strict=True):
-            if flag is None and time.monotonic() >= self.grace_until:
+            # A worker that left cleanly may have answers still queued: apply them before burying it.
+            if flag is None and time.monotonic() >= self.grace_until and not backlog:
                 await self._bury(worker)
                 continue
             live.add(worker)
@@ -236,7 +238,9 @@ class FrontierService:
         log.warning("worker %s is gone: %d leases released to other workers", worker, len(leases))
 
     async def _apply_outcomes(self, batch: int = 1000) -> int:
-        raw = await self.redis.lpop(self.keys.outcomes, batch)
+        # Read, apply, then trim: a Redis error midway leaves the batch to be applied again (stale tokens
+        # and the seen-set make that harmless) instead of losing it. Only the leader consumes this list.
+        raw = await self.redis.lrange(self.keys.outcomes, 0, batch - 1)
         if not raw:
             return 0
         decoded = [decode_outcome(r) for r in raw]
@@ -270,6 +274,7 @@ class FrontierService:
                 pipe.hdel(self.keys.assigned(worker), str(lease.token))
                 if worker in self.assigned:
                     self.assigned[worker] = max(0, self.assigned[worker] - 1)
+            pipe.ltrim(self.keys.outcomes, len(raw), -1)
             await pipe.execute()
         return len(decoded)
 
@@ -319,8 +324,7 @@ class FrontierService:
         if not self.domains.overrides or self._applied.get(host) == self.domains.version:
             return
         self._applied[host] = self.domains.version
-        s = self.domains.for_host(host)
-        await self.store.set_host_limits(host, HostLimits(s.concurrency, s.delay, s.max_pages))
+        await self.store.set_host_limits(host, self.domains.for_host(host).limits())
 
     async def _publish_ownership(self) -> None:
         """How many known hosts each live worker owns now, for `crawler status`."""
