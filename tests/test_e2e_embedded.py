@@ -201,3 +201,33 @@ def test_sigterm_drains_then_resume_completes(out_dir: Path, tmp_path: Path) -> 
     assert second.returncode == 0, second.stderr
     keys = Counter(page_key(r["url"]) for r in read_records(pages) if r["error"] is None)
     assert set(keys) == reachable and max(keys.values()) == 1
+
+
+def test_a_request_that_fails_without_retry_still_keeps_the_hosts_gap(out_dir: Path, tmp_path: Path) -> None:
+    """A too-large body is a final error, but the request did reach the host: the next one waits."""
+    big = Page("x" * 5000, headers={"Content-Type": "text/html"})
+    sites = {"gap.test": Site(pages={"/big": big, "/ok": Page("<p>fine</p>")})}
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[fetch]\nmax_body_bytes = 2048\n")
+    with TestWeb(sites) as web:
+        # /big comes first, right after robots.txt: its claim-time spacing is used up by then.
+        proc = run_crawler(
+            "crawl",
+            web.url("gap.test", "/big"),
+            web.url("gap.test", "/ok"),
+            "-o",
+            str(out_dir),
+            "-c",
+            str(cfg),
+            "--delay",
+            "0.3",
+            "--resolve",
+            "*.test=127.0.0.1",
+            "--no-progress",
+        )
+        log = sorted(web.log, key=lambda r: r.started)
+    assert proc.returncode == 0, proc.stderr
+    errors = {page_key(r["url"]): (r["error"] or {}).get("type") for r in read_records(out_dir / "pages.jsonl")}
+    assert errors == {"gap.test/big": "too_large", "gap.test/ok": None}
+    assert [r.path for r in log] == ["/robots.txt", "/big", "/ok"]
+    assert min(b.started - a.started for a, b in itertools.pairwise(log)) >= 0.29
