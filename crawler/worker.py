@@ -97,6 +97,7 @@ class Worker:
         self._crawl_delays: dict[str, tuple[float | None, HostSettings]] = {}
         self._last_hit: dict[str, float] = {}  # host → end of its last request (renders pace on it)
         self._gates: dict[str, asyncio.Lock] = {}
+        self._next_start: dict[str, float] = {}  # host → earliest start of its next request (concurrency > 1)
         self._wake = asyncio.Event()
         self._stopping = False
         self.finished = False
@@ -258,6 +259,8 @@ class Worker:
         def delay_for(rules: RobotsRules) -> float:
             return self._pace_rules(settings, rules.crawl_delay).base_delay + pace.backoff
 
+        if settings.concurrency > 1:
+            await self._space_start(item.host, settings)
         started = self.clock()
         try:
             pf = await self.fetcher.fetch(item.url, item.depth, delay_for)
@@ -301,6 +304,20 @@ class Worker:
             await self._retry_or_die(lease, pf, started, host_due=self._after_render(item.host, host_due, rules, pace))
             return
         self._write(lease, rec, links, self._after_render(item.host, host_due, rules, pace), kind="done")
+
+    async def _space_start(self, host: str, settings: HostSettings) -> None:
+        """Keep request starts on a host `delay` apart when several leases of it run at once.
+
+        The store spaces claims, but leases can wait (in a worker's inbox) and then start together.
+        A start slot is reserved before sleeping, so concurrent tasks line up instead of colliding.
+        """
+        now = self.clock()
+        known = self._crawl_delays.get(host)
+        spacing = max(settings.delay, (known[0] or 0.0) if known else 0.0)
+        start = max(now, self._next_start.get(host, 0.0))
+        self._next_start[host] = start + spacing
+        if start > now:
+            await asyncio.sleep(start - now)
 
     def _after_render(self, host: str, host_due: float, rules: PaceRules, pace: HostPace) -> float:
         """A render's subrequests hit the host after the page: the next fetch waits from the last of them."""

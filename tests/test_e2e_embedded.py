@@ -231,3 +231,30 @@ def test_a_request_that_fails_without_retry_still_keeps_the_hosts_gap(out_dir: P
     assert errors == {"gap.test/big": "too_large", "gap.test/ok": None}
     assert [r.path for r in log] == ["/robots.txt", "/big", "/ok"]
     assert min(b.started - a.started for a, b in itertools.pairwise(log)) >= 0.29
+
+
+def test_concurrency_two_keeps_request_starts_a_delay_apart(out_dir: Path, tmp_path: Path) -> None:
+    slow = Page("<html><body>slow page with some text</body></html>", delay=0.5)
+    pages = {"/": Page("".join(f'<a href="/s{i}">{i}</a>' for i in range(6)))}
+    pages.update({f"/s{i}": slow for i in range(6)})
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[domains."two.test"]\nconcurrency = 2\ndelay = 0.2\n')
+    with TestWeb({"two.test": Site(pages=pages)}) as web:
+        proc = run_crawler(
+            "crawl",
+            web.url("two.test"),
+            "-o",
+            str(out_dir),
+            "-c",
+            str(cfg),
+            "--resolve",
+            "*.test=127.0.0.1",
+            "--no-progress",
+        )
+        log = sorted(web.log, key=lambda r: r.started)
+    assert proc.returncode == 0, proc.stderr
+    assert len(log) == 8
+    assert min(b.started - a.started for a, b in itertools.pairwise(log)) >= 0.19
+    overlapping = sum(1 for a, b in itertools.pairwise(log) if b.started < a.finished)
+    assert overlapping >= 2  # two in flight at once: the concurrency is used
+    assert max(sum(1 for r in log if r.started <= t.started < r.finished) for t in log) <= 2
