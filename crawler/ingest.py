@@ -88,6 +88,11 @@ class Ingest:
             items.append(UrlItem(url, host, depth))
         return items
 
+    def forget(self, urls: Iterable[str]) -> None:
+        """Undo `admit` for URLs the store never received (a failed write), so offering them again works."""
+        for url in urls:
+            self._recent.pop(url, None)
+
     def admit_seeds(self, urls: Iterable[str]) -> list[UrlItem]:
         """Seeds skip scope (they define it) but still pass dedup bookkeeping."""
         items = []

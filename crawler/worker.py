@@ -24,6 +24,7 @@ from crawler.errors import RETRYABLE, CrawlError, ErrorType
 from crawler.fetch import PageFetch, PageFetcher
 from crawler.ingest import Ingest
 from crawler.page import PageAnalyzer
+from crawler.recent import RecentDict
 from crawler.robots import RobotsRules
 from crawler.sink import RecordLog
 from crawler.stats import Stats, write_json_atomic
@@ -38,6 +39,7 @@ log = logging.getLogger("crawler.worker")
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 #: Errors raised before any request reached the host.
 NO_REQUEST = frozenset({ErrorType.ROBOTS_DISALLOWED, ErrorType.PRIVATE_ADDRESS, ErrorType.INVALID_URL})
+HOST_MEMORY = 100_000  # hosts whose politeness state a worker remembers (most recently active)
 ACK_INTERVAL = 0.05  # seconds between applying finished leases to the store
 COMMIT_INTERVAL = 0.5  # seconds between durable commits (and stats.json writes)
 
@@ -93,11 +95,11 @@ class Worker:
         self.clock = clock
         self.tasks: dict[asyncio.Task[None], Lease] = {}
         self._pending: list[Outcome] = []
-        self._paces: dict[str, HostPace] = {}
-        self._crawl_delays: dict[str, tuple[float | None, HostSettings]] = {}
-        self._last_hit: dict[str, float] = {}  # host → end of its last request (renders pace on it)
-        self._gates: dict[str, asyncio.Lock] = {}
-        self._next_start: dict[str, float] = {}  # host → earliest start of its next request (concurrency > 1)
+        self._paces: RecentDict[str, HostPace] = RecentDict(HOST_MEMORY)
+        self._crawl_delays: RecentDict[str, tuple[float | None, HostSettings]] = RecentDict(HOST_MEMORY)
+        self._last_hit: RecentDict[str, float] = RecentDict(HOST_MEMORY)  # end of the host's last request
+        self._gates: RecentDict[str, asyncio.Lock] = RecentDict(HOST_MEMORY)
+        self._next_start: RecentDict[str, float] = RecentDict(HOST_MEMORY)  # next start slot (concurrency > 1)
         self._wake = asyncio.Event()
         self._stopping = False
         self.finished = False
@@ -441,9 +443,8 @@ class Worker:
         return fetch_sub
 
     def _host_gate(self, host: str) -> asyncio.Lock:
-        lock = self._gates.get(host)
-        if lock is None:
-            lock = self._gates[host] = asyncio.Lock()
+        lock = self._gates.get(host) or asyncio.Lock()
+        self._gates[host] = lock  # written on every use, so a busy host's lock is never evicted
         return lock
 
     def _write(self, lease: Lease, rec: dict[str, Any], follow: list[str], host_due: float, kind: OutcomeKind) -> None:

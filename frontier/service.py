@@ -26,6 +26,7 @@ import orjson
 import redis.asyncio as aioredis
 
 from crawler.ingest import Ingest
+from crawler.recent import RecentDict
 from crawler.remote import LiveDomains
 from crawler.urlitem import UrlItem
 from frontier.cluster import decode_lease, decode_outcome, encode_lease
@@ -85,12 +86,12 @@ class FrontierService:
         self.leader = False
         self._stopping = False
         self._renew = redis.register_script(_RENEW)
-        self._applied: dict[str, int] = {}  # host → LiveDomains version applied to its store limits
+        self._applied: RecentDict[str, int] = RecentDict(500_000)  # host → LiveDomains version applied
         self._last = {"members": 0.0, "reclaim": 0.0, "domains": 0.0, "leader": 0.0}
         self.done = False
         self.grace_until = 0.0  # no worker is declared dead before this (monotonic) time
         self._suspects: dict[tuple[str, int], int] = {}  # (worker, token) → heartbeat number when first missed
-        self.known_hosts: set[str] = set()  # hosts ever dispatched, for the ownership report
+        self.known_hosts: RecentDict[str, None] = RecentDict(500_000)  # recently dispatched, for `status`
 
     def stop(self) -> None:
         """Finish the current turn and return from `run`."""
@@ -256,26 +257,32 @@ class FrontierService:
                 links += self._admit(list(o.links))
                 o.links = ()
                 outcomes.append(o)
-        now = self.clock()
-        if releases:
-            await self.store.release(releases, now)
-        if outcomes:
-            await self.store.complete(outcomes, now)
-        if links:
-            added = await self.store.add(links, now)
-            self.ingest.stats.incr("duplicate_urls", added.duplicates)
-            if added.over_budget:
-                self.ingest.stats.skip("over_budget", added.over_budget)
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for worker, o in decoded:
-                if isinstance(o, list):
-                    continue
-                lease = o if isinstance(o, Lease) else o.lease
-                pipe.hdel(self.keys.assigned(worker), str(lease.token))
-                if worker in self.assigned:
-                    self.assigned[worker] = max(0, self.assigned[worker] - 1)
-            pipe.ltrim(self.keys.outcomes, len(raw), -1)
-            await pipe.execute()
+        try:
+            now = self.clock()
+            if releases:
+                await self.store.release(releases, now)
+            if outcomes:
+                await self.store.complete(outcomes, now)
+            if links:
+                added = await self.store.add(links, now)
+                self.ingest.stats.incr("duplicate_urls", added.duplicates)
+                if added.over_budget:
+                    self.ingest.stats.skip("over_budget", added.over_budget)
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for worker, o in decoded:
+                    if isinstance(o, list):
+                        continue
+                    lease = o if isinstance(o, Lease) else o.lease
+                    pipe.hdel(self.keys.assigned(worker), str(lease.token))
+                    if worker in self.assigned:
+                        self.assigned[worker] = max(0, self.assigned[worker] - 1)
+                pipe.ltrim(self.keys.outcomes, len(raw), -1)
+                await pipe.execute()
+        except BaseException:
+            # Nothing of this batch is trimmed, so it is applied again next turn: its links must pass
+            # this process's recent-URL cache again, or they would be dropped as already seen.
+            self.ingest.forget(item.url for item in links)
+            raise
         return len(decoded)
 
     def _admit(self, items: list[UrlItem]) -> list[UrlItem]:
@@ -306,7 +313,7 @@ class FrontierService:
                 continue
             room[owner] -= 1
             by_worker.setdefault(owner, []).append(lease)
-            self.known_hosts.add(lease.item.host)
+            self.known_hosts[lease.item.host] = None
             await self._apply_live_limits(lease.item.host)
         if back:
             await self.store.release(back, self.clock())
