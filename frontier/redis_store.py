@@ -68,12 +68,6 @@ def _payload(item: UrlItem, attempts: int) -> bytes:
     return orjson.dumps([item.url, item.host, item.depth, attempts])
 
 
-def _check_limits(limits: HostLimits) -> HostLimits:
-    if limits.concurrency < 1:
-        raise ValueError(f"host concurrency must be >= 1, got {limits.concurrency}")
-    return limits
-
-
 def _limit_args(host: str, limits: HostLimits) -> list[Any]:
     return [host, int(limits.concurrency), float(limits.spacing), "" if limits.budget is None else int(limits.budget)]
 
@@ -244,7 +238,7 @@ class RedisStore:
 
     async def set_host_limits(self, host: str, limits: HostLimits) -> None:
         """Change a host's limits (robots Crawl-delay learned, operator override)."""
-        await self._eval("set_limits", _limit_args(host, _check_limits(limits)))
+        await self._eval("set_limits", _limit_args(host, limits))
 
     async def counts(self) -> Counts:
         """Current queue sizes."""
@@ -306,7 +300,7 @@ class RedisStore:
             for raw in res[1:]:
                 host = raw.decode()
                 if host not in limits:
-                    limits[host] = _check_limits(self._host_limits(host))
+                    limits[host] = self._host_limits(host)
 
     async def _eval(self, name: str, args: list[Any]) -> Any:
         """One EVALSHA of script `name` with the job prefix in front of `args`."""

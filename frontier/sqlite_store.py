@@ -221,7 +221,7 @@ class SqliteStore:
 
     async def set_host_limits(self, host: str, limits: HostLimits) -> None:
         """Change a host's limits (robots Crawl-delay learned, operator override)."""
-        concurrency = _concurrency(limits)
+        concurrency = limits.concurrency
         with self._writing() as db:
             db.execute(
                 "INSERT INTO hosts (host, next_at, polite_at, inflight, queued, concurrency, spacing,"
@@ -314,7 +314,7 @@ class SqliteStore:
             rec = hosts.get(item.host)
             if rec is None:
                 limits = self._host_limits(item.host)
-                rec = hosts[item.host] = _HostRec(None, limits.budget, 0, limits, _concurrency(limits))
+                rec = hosts[item.host] = _HostRec(None, limits.budget, 0, limits, limits.concurrency)
             if rec.budget is not None and rec.admitted >= rec.budget:
                 over_budget += 1
                 continue
@@ -499,9 +499,3 @@ class _AddPlan:
     def writes(self) -> bool:
         """Whether applying the plan changes anything (URLs to queue or hosts to create)."""
         return bool(self.accepted) or any(rec.hid is None for rec in self.hosts.values())
-
-
-def _concurrency(limits: HostLimits) -> int:
-    if limits.concurrency < 1:
-        raise ValueError(f"host concurrency must be >= 1, got {limits.concurrency}")
-    return limits.concurrency

@@ -48,6 +48,10 @@ class HostLimits:
     spacing: float = 0.0
     budget: int | None = None  # max URLs ever queued for this host; None = unlimited
 
+    def __post_init__(self) -> None:
+        if self.concurrency < 1:
+            raise ValueError(f"host concurrency must be >= 1, got {self.concurrency}")
+
 
 @dataclass(slots=True, frozen=True)
 class Lease:

@@ -21,6 +21,13 @@ def _seed_args(web: TestWeb, hosts: list[str]) -> list[str]:
     return [web.url(h, "/") for h in hosts]
 
 
+def _wait_for_lines(path: Path, n: int, timeout: float = 60) -> None:
+    """Poll until the output file holds at least `n` records."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not (path.exists() and path.read_bytes().count(b"\n") >= n):
+        time.sleep(0.02)
+
+
 def test_polite_complete_crawl_of_five_hosts(out_dir: Path) -> None:
     sites, reachable, disallowed = make_link_web(n_hosts=5, pages_per_host=12)
     assert disallowed, "the generated web must link into the disallowed path"
@@ -108,11 +115,7 @@ def test_sigkill_midway_then_resume_records_every_page_once(out_dir: Path, tmp_p
         ]
         proc = start_crawler(*args, log=tmp_path / "first.log")
         pages = out_dir / "pages.jsonl"
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if pages.exists() and pages.read_bytes().count(b"\n") >= len(reachable) // 3:
-                break
-            time.sleep(0.02)
+        _wait_for_lines(pages, len(reachable) // 3)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
         killed_at = len(read_records(pages))
@@ -177,9 +180,7 @@ def test_sigterm_drains_then_resume_completes(out_dir: Path, tmp_path: Path) -> 
         ]
         proc = start_crawler(*args, log=tmp_path / "first.log")
         pages = out_dir / "pages.jsonl"
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not (pages.exists() and pages.read_bytes().count(b"\n") >= 10):
-            time.sleep(0.02)
+        _wait_for_lines(pages, 10)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=20) == 1  # interrupted before the frontier was empty
         stats = orjson.loads((out_dir / "stats.json").read_bytes())
