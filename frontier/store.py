@@ -1,7 +1,7 @@
 """The frontier storage contract: leases over per-host queues, with an exact seen-set.
 
-Two backends implement it: `frontier.sqlite_store.SqliteStore` (embedded, the default) and
-`frontier.redis_store.RedisStore` (distributed). `tests/test_store_contract.py` runs one
+Two backends implement it: `frontier.sqlite.store.SqliteStore` (embedded, the default) and
+`frontier.redis.store.RedisStore` (distributed). `tests/test_store_contract.py` runs one
 behavioural suite against both. All times are Unix seconds supplied by the caller: a store never
 reads the clock, so tests drive it with a fake one.
 
@@ -37,20 +37,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
-from crawler.urlitem import UrlItem
-
-
-@dataclass(slots=True, frozen=True)
-class HostLimits:
-    """Per-host knobs the store enforces: leases in flight, start spacing, and a page budget."""
-
-    concurrency: int = 1
-    spacing: float = 0.0
-    budget: int | None = None  # max URLs ever queued for this host; None = unlimited
-
-    def __post_init__(self) -> None:
-        if self.concurrency < 1:
-            raise ValueError(f"host concurrency must be >= 1, got {self.concurrency}")
+from crawler.core.limits import HostLimits
+from crawler.core.urlitem import UrlItem
 
 
 @dataclass(slots=True, frozen=True)

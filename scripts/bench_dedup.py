@@ -2,7 +2,7 @@
 
 Usage: python scripts/bench_dedup.py [--n 200000] [--error-rate 0.001]
 Compares pybloom-live (fixed and scalable), raw rbloom (process-salted hash: not persistable,
-shown as the floor), rbloom with the stable xxh3-128 hash, and `crawler.bloom.SeenBloom`.
+shown as the floor), rbloom with the stable xxh3-128 hash, and `crawler.ingest.bloom.SeenBloom`.
 """
 
 from __future__ import annotations
@@ -17,15 +17,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from rbloom import Bloom
 
-from crawler.bloom import SeenBloom, stable_hash
+from crawler.ingest.bloom import SeenBloom, stable_hash
 
 
 def urls(n: int, tag: str) -> list[str]:
     """Realistic-looking distinct URLs over 500 hosts."""
-    return [
-        f"https://www.host{i % 500}.test/{tag}/articles/2026/{i}/some-slug-{i * 7919 % 100003}"
-        for i in range(n)
-    ]
+    return [f"https://www.host{i % 500}.test/{tag}/articles/2026/{i}/some-slug-{i * 7919 % 100003}" for i in range(n)]
 
 
 def timed(fn: Callable[[str], object], keys: Iterable[str], n: int) -> float:
@@ -35,9 +32,7 @@ def timed(fn: Callable[[str], object], keys: Iterable[str], n: int) -> float:
     return (time.perf_counter() - t0) / n * 1e6
 
 
-def run(
-    name: str, add: Callable[[str], object], contains: Callable[[str], bool], n: int, rate: float
-) -> None:
+def run(name: str, add: Callable[[str], object], contains: Callable[[str], bool], n: int, rate: float) -> None:
     """Add n URLs, look them all up again, then measure the FP rate on n unseen URLs."""
     seen, unseen = urls(n, "seen"), urls(n, "unseen")
     add_us = timed(add, seen, n)
@@ -64,9 +59,7 @@ def main() -> None:
 
     pb = BloomFilter(capacity=n, error_rate=rate)
     run("pybloom_live.BloomFilter", pb.add, pb.__contains__, n, rate)
-    ps = ScalableBloomFilter(
-        initial_capacity=n // 8, error_rate=rate, mode=ScalableBloomFilter.SMALL_SET_GROWTH
-    )
+    ps = ScalableBloomFilter(initial_capacity=n // 8, error_rate=rate, mode=ScalableBloomFilter.SMALL_SET_GROWTH)
     run("pybloom_live.ScalableBloomFilter n/8", ps.add, ps.__contains__, n, rate)
     rb = Bloom(n, rate)
     run("rbloom (builtin hash; not portable)", rb.add, rb.__contains__, n, rate)

@@ -14,8 +14,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from crawler.extract import decode_html, extract, looks_like_html
-from crawler.neardup import simhash64
+from crawler.extract.html import decode_html, extract, looks_like_html
+from crawler.extract.neardup import simhash64
 
 _WORDS = [
     "crawler",

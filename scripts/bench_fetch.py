@@ -24,17 +24,14 @@ from aiohttp import web
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from crawler.http import HttpFetcher
-from crawler.net import AddressPolicy
+from crawler.fetch.http import HttpFetcher
+from crawler.fetch.net import AddressPolicy
 
 
 def make_page(size: int = 23_000, seed: int = 1) -> bytes:
     """An HTML page of about `size` bytes with text that compresses like real prose."""
     rng = random.Random(seed)
-    words = [
-        "".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(2, 9)))
-        for _ in range(800)
-    ]
+    words = ["".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(2, 9))) for _ in range(800)]
     parts = ["<!doctype html><html><head><title>bench</title></head><body>"]
     n = 0
     while n < size:

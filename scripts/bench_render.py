@@ -20,10 +20,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from crawler.browser import BrowserPool, SubResponse
-from crawler.extract import extract
-from crawler.http import HttpFetcher
-from crawler.net import AddressPolicy
+from crawler.extract.html import extract
+from crawler.fetch.http import HttpFetcher
+from crawler.fetch.net import AddressPolicy
+from crawler.render.pool import BrowserPool, SubResponse
 from tests.testweb import Page, Site, TestWeb
 
 HOSTS = 4

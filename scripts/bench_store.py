@@ -27,9 +27,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from crawler.urlitem import UrlItem
-from frontier.redis_store import RedisStore
-from frontier.sqlite_store import SqliteStore
+from crawler.core.urlitem import UrlItem
+from frontier.redis.store import RedisStore
+from frontier.sqlite.store import SqliteStore
 from frontier.store import FrontierStore, HostLimits, Outcome
 
 

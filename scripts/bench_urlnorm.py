@@ -14,8 +14,8 @@ from typing import TypeVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from crawler.scope import Scope
-from crawler.urlnorm import DEFAULT_STRIP_PARAMS, ParamStripper, host_key, normalize, origin
+from crawler.core.urlnorm import DEFAULT_STRIP_PARAMS, ParamStripper, host_key, normalize, origin
+from crawler.ingest.scope import Scope
 
 BASE = "https://www.example.com/dir/page.html?x=1"
 RELATIVE = [
@@ -63,9 +63,7 @@ def main() -> None:
     strip = ParamStripper(DEFAULT_STRIP_PARAMS)
     urls = [normalize(u, BASE, strip) for u in RELATIVE + ABSOLUTE]
     keys = [host_key(u) for u in urls]
-    scope = Scope.for_seeds(
-        ["https://www.example.com/"], max_depth=10, max_url_length=2000, max_repeated_segments=3
-    )
+    scope = Scope.for_seeds(["https://www.example.com/"], max_depth=10, max_url_length=2000, max_repeated_segments=3)
     pairs = list(zip(urls, keys, strict=True))
     cases: list[tuple[str, Callable[[str], object], list[str]]] = [
         ("normalize relative (with strip)", lambda h: normalize(h, BASE, strip), RELATIVE),

@@ -12,8 +12,8 @@ from typing import Protocol
 
 import pytest
 
-from frontier.redis_store import RedisStore
-from frontier.sqlite_store import SqliteStore
+from frontier.redis.store import RedisStore
+from frontier.sqlite.store import SqliteStore
 from frontier.store import FrontierStore, HostLimits, HostLimitsFn
 
 # The Redis backend needs the `redis_server` fixture (a private redis-server for the session).

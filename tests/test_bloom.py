@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from crawler.bloom import SeenBloom, stable_hash
+from crawler.ingest.bloom import SeenBloom, stable_hash
 
 
 def _urls(n: int, tag: str) -> list[str]:
@@ -75,7 +75,7 @@ def test_save_load_round_trip_in_fresh_process(tmp_path: Path) -> None:
 
     script = (
         "import sys\n"
-        "from crawler.bloom import SeenBloom\n"
+        "from crawler.ingest.bloom import SeenBloom\n"
         "b = SeenBloom.load(sys.argv[1])\n"
         "keys = sys.stdin.read().split()\n"
         "print(''.join('1' if k in b else '0' for k in keys), len(b), b.stages)\n"

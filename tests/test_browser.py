@@ -11,7 +11,11 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from crawler.browser import (
+from crawler.core.errors import CrawlError, ErrorType
+from crawler.extract.html import extract
+from crawler.fetch.http import HttpFetcher
+from crawler.fetch.net import AddressPolicy
+from crawler.render.pool import (
     MAX_SUBFETCHES,
     SYSTEM_BROWSERS,
     BrowserPool,
@@ -21,10 +25,6 @@ from crawler.browser import (
     default_pool_size,
     find_browser,
 )
-from crawler.errors import CrawlError, ErrorType
-from crawler.extract import extract
-from crawler.http import HttpFetcher
-from crawler.net import AddressPolicy
 from tests.testweb import Page, Site, TestWeb
 
 BROWSER = find_browser()

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from crawler.config import DEFAULT_CONFIG, Config, config_from_dict, load_config, read_toml
-from crawler.errors import ConfigError
+from crawler.core.config import DEFAULT_CONFIG, Config, config_from_dict, load_config, read_toml
+from crawler.core.errors import ConfigError
 
 
 def test_default_file_matches_builtin_defaults() -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from crawler.cli import build_parser
+from crawler.app.cli import build_parser
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = ROOT / "docker-compose.yml"

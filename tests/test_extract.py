@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from crawler.extract import MAX_FIELD_CHARS, decode_html, extract, looks_like_html, scan_links_fallback
+from crawler.extract.html import MAX_FIELD_CHARS, decode_html, extract, looks_like_html, scan_links_fallback
 
 # ---------------------------------------------------------------------------------------------
 # decode_html

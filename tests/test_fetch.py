@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from crawler.errors import CrawlError, ErrorType
-from crawler.fetch import PageFetcher
-from crawler.robots import RobotsCache, RobotsResponse
-from crawler.scope import Scope
-from crawler.urlnorm import ParamStripper
+from crawler.core.errors import CrawlError, ErrorType
+from crawler.core.urlnorm import ParamStripper
+from crawler.fetch.pages import PageFetcher
+from crawler.fetch.robots import RobotsCache, RobotsResponse
+from crawler.ingest.scope import Scope
 
 
 def _fetcher(answer: RobotsResponse | CrawlError) -> PageFetcher:

@@ -8,16 +8,16 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from crawler.config import Config
-from crawler.ingest import Ingest
-from crawler.remote import LiveDomains
-from crawler.scope import Scope
-from crawler.stats import Stats
-from crawler.urlitem import UrlItem
-from frontier.cluster import encode_outcome
-from frontier.redis_keys import ClusterKeys
-from frontier.redis_store import RedisStore
-from frontier.service import FrontierService
+from crawler.cluster.messages import encode_outcome
+from crawler.cluster.remote import LiveDomains
+from crawler.cluster.service import FrontierService
+from crawler.core.config import Config
+from crawler.core.stats import Stats
+from crawler.core.urlitem import UrlItem
+from crawler.ingest.admit import Ingest
+from crawler.ingest.scope import Scope
+from frontier.redis.keys import ClusterKeys
+from frontier.redis.store import RedisStore
 from frontier.store import HostLimits, Outcome
 from tests.redis_server import RedisServer
 

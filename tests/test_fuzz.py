@@ -10,10 +10,10 @@ from __future__ import annotations
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from crawler.errors import CrawlError, ErrorType
-from crawler.extract import decode_html, extract, looks_like_html, scan_links_fallback
-from crawler.scope import REASONS, Scope
-from crawler.urlnorm import DEFAULT_STRIP_PARAMS, ParamStripper, host_key, normalize
+from crawler.core.errors import CrawlError, ErrorType
+from crawler.core.urlnorm import DEFAULT_STRIP_PARAMS, ParamStripper, host_key, normalize
+from crawler.extract.html import decode_html, extract, looks_like_html, scan_links_fallback
+from crawler.ingest.scope import REASONS, Scope
 
 FUZZ = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -27,7 +27,7 @@ import orjson
 import pytest
 from aiohttp import web
 
-from crawler.urlnorm import host_key, normalize
+from crawler.core.urlnorm import host_key, normalize
 from tests.conftest import ROOT, page_key, read_records
 from tests.testweb import (
     PORT_TOKEN,

@@ -17,9 +17,9 @@ import brotli
 import pytest
 from aiohttp import web
 
-from crawler.errors import CrawlError, ErrorType
-from crawler.http import HttpFetcher, Response
-from crawler.net import AddressPolicy
+from crawler.core.errors import CrawlError, ErrorType
+from crawler.fetch.http import HttpFetcher, Response
+from crawler.fetch.net import AddressPolicy
 from tests.testweb import Page, Site, TestWeb, brotli_bomb, drip, gzip_bomb, silence_after_headers
 
 TEXT = (

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from crawler.config import Config
-from crawler.ingest import Ingest
-from crawler.scope import Scope
-from crawler.stats import Stats
-from frontier.sqlite_store import SqliteStore
+from crawler.core.config import Config
+from crawler.core.stats import Stats
+from crawler.ingest.admit import Ingest
+from crawler.ingest.scope import Scope
+from frontier.sqlite.store import SqliteStore
 from frontier.store import HostLimits
 
 VARIANTS = [
@@ -69,7 +69,7 @@ async def test_store_seen_set_rejects_what_a_fresh_process_offers_again(tmp_path
 
 
 def test_per_domain_trap_limits_apply_in_ingest() -> None:
-    from crawler.config import config_from_dict
+    from crawler.core.config import config_from_dict
 
     cfg = config_from_dict({"domains": {"strict.test": {"max_url_length": 40, "max_repeated_segments": 1}}})
     stats = Stats()

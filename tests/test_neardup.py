@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from crawler.neardup import NearDupIndex, _tokens, block_keys, format_simhash, hamming, simhash64
+from crawler.extract.neardup import NearDupIndex, _tokens, block_keys, format_simhash, hamming, simhash64
 
 _RNG = random.Random(20261128)
 _LETTERS = "abcdefghijklmnopqrstuvwxyz"
@@ -37,7 +37,7 @@ def test_fixed_fingerprint_literal() -> None:
 
 def test_stable_across_processes() -> None:
     text = _article(random.Random(5), 300)
-    code = "import sys; from crawler.neardup import simhash64; print(simhash64(sys.stdin.read()))"
+    code = "import sys; from crawler.extract.neardup import simhash64; print(simhash64(sys.stdin.read()))"
     out = subprocess.run(
         [sys.executable, "-c", code], input=text, capture_output=True, text=True, check=True, timeout=60
     )

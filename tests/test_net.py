@@ -9,9 +9,9 @@ from contextlib import asynccontextmanager
 
 import pytest
 
-from crawler.errors import ConfigError, CrawlError, ErrorType
-from crawler.http import HttpFetcher
-from crawler.net import AddressPolicy, AddressRefusedError, GuardedResolver, refusal_reason
+from crawler.core.errors import ConfigError, CrawlError, ErrorType
+from crawler.fetch.http import HttpFetcher
+from crawler.fetch.net import AddressPolicy, AddressRefusedError, GuardedResolver, refusal_reason
 
 REFUSED = [
     "127.0.0.1",

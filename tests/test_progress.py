@@ -1,7 +1,7 @@
 """The progress line: pages, queued, rate, errors, hosts, and an ETA only when a page limit is set."""
 
-from crawler.progress import describe
-from crawler.stats import Stats
+from crawler.core.stats import Stats
+from crawler.output.progress import describe
 
 
 def test_progress_line_with_and_without_a_limit() -> None:

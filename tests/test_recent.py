@@ -1,6 +1,6 @@
 """RecentDict: bounded per-host memory keeps the most recently written keys."""
 
-from crawler.recent import RecentDict
+from crawler.core.recent import RecentDict
 
 
 def test_keeps_the_most_recently_written_keys() -> None:

@@ -17,11 +17,11 @@ import redis
 import redis.asyncio as aredis
 from redis.exceptions import AuthenticationError, ConnectionError
 
-from crawler.errors import CrawlError, ErrorType
-from crawler.urlitem import UrlItem
-from frontier.redis_keys import StoreKeys, is_store_key, job_prefix
-from frontier.redis_store import RedisStore, url_hash
-from frontier.sqlite_store import SqliteStore
+from crawler.core.errors import CrawlError, ErrorType
+from crawler.core.urlitem import UrlItem
+from frontier.redis.keys import StoreKeys, is_store_key, job_prefix
+from frontier.redis.store import RedisStore, url_hash
+from frontier.sqlite.store import SqliteStore
 from frontier.store import FrontierStore, HostLimits, Lease, Outcome
 
 if TYPE_CHECKING:

@@ -7,11 +7,11 @@ import random
 
 import redis.asyncio as aioredis
 
-from crawler.config import Config
-from crawler.neardup import hamming
-from crawler.remote import LiveDomains, RedisNearDup, shared_robots
-from crawler.robots import RobotsResponse
-from frontier.redis_keys import ClusterKeys
+from crawler.cluster.remote import LiveDomains, RedisNearDup, shared_robots
+from crawler.core.config import Config
+from crawler.extract.neardup import hamming
+from crawler.fetch.robots import RobotsResponse
+from frontier.redis.keys import ClusterKeys
 from tests.redis_server import RedisServer
 
 pytest_plugins = ["redis_server"]

@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from crawler.extract import Page, extract
-from crawler.render import RenderDecision, RenderPolicy, render_gain
+from crawler.extract.html import Page, extract
+from crawler.render.policy import RenderDecision, RenderPolicy, render_gain
 
 PROSE = " ".join(f"Sentence number {i} about rivers, stones and lanterns." for i in range(40))
 LINKS = "".join(f'<li><a href="/p{i}.html">page {i}</a></li>' for i in range(10))

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from crawler.errors import CrawlError, ErrorType
-from crawler.robots import (
+from crawler.core.errors import CrawlError, ErrorType
+from crawler.fetch.robots import (
     MAX_WILDCARD_RULES,
     RobotsCache,
     RobotsResponse,

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from crawler.errors import CrawlError
-from crawler.scope import (
+from crawler.core.errors import CrawlError
+from crawler.core.urlnorm import host_key, normalize
+from crawler.ingest.scope import (
     MAX_DEPTH,
     OUT_OF_SCOPE,
     REASONS,
@@ -14,7 +15,6 @@ from crawler.scope import (
     URL_TOO_LONG,
     Scope,
 )
-from crawler.urlnorm import host_key, normalize
 
 LIMITS = {"max_depth": 3, "max_url_length": 200, "max_repeated_segments": 2}
 

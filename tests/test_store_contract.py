@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from crawler.errors import ConfigError, CrawlError, ErrorType
-from crawler.urlitem import UrlItem
-from frontier.sqlite_store import SqliteStore
+from crawler.core.errors import ConfigError, CrawlError, ErrorType
+from crawler.core.urlitem import UrlItem
+from frontier.sqlite.store import SqliteStore
 from frontier.store import FrontierStore, HostLimits, HostLimitsFn, Lease, Outcome
 
 if TYPE_CHECKING:
@@ -620,8 +620,8 @@ async def test_random_walk_matches_model(make_store: StoreFactory, seed: int) ->
 _CRASHER = textwrap.dedent(
     """
     import asyncio, os, sys
-    from crawler.urlitem import UrlItem
-    from frontier.sqlite_store import SqliteStore
+    from crawler.core.urlitem import UrlItem
+    from frontier.sqlite.store import SqliteStore
     from frontier.store import HostLimits, Outcome
 
     async def main() -> None:

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from crawler.errors import CrawlError, ErrorType
-from crawler.urlnorm import DEFAULT_STRIP_PARAMS, ParamStripper, host_key, normalize, normalize_host, origin
+from crawler.core.errors import CrawlError, ErrorType
+from crawler.core.urlnorm import DEFAULT_STRIP_PARAMS, ParamStripper, host_key, normalize, normalize_host, origin
 
 RFC_BASE = "http://a/b/c/d;p?q"
 

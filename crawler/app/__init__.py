@@ -1,0 +1,1 @@
+"""App: the composition root and the command line."""

@@ -1,0 +1,384 @@
+"""Composition roots of the distributed crawl: `frontier`, `worker`, `submit`, `status`, `domain`.
+
+Each opens its resources (Redis client, store, HTTP session) in one exit stack. The job's
+configuration lives in Redis (set by `crawler submit -c`); local files and flags override it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+
+from crawler.app.builder import open_pipeline
+from crawler.cluster.remote import LiveDomains, RedisNearDup, RemoteFrontier, parse_domain_settings, shared_robots
+from crawler.cluster.service import FrontierService, ServiceTiming
+from crawler.core.config import Config, config_from_dict, load_config_data
+from crawler.core.errors import ConfigError
+from crawler.core.stats import Stats
+from crawler.core.urlitem import UrlItem
+from crawler.core.urlnorm import host_key
+from crawler.ingest.admit import Ingest
+from crawler.ingest.scope import Scope
+from crawler.output.sink import RecordLog
+from crawler.worker.loop import Worker
+from frontier.redis.keys import ClusterKeys
+from frontier.redis.store import RedisStore
+from frontier.store import AddResult, HostLimits
+
+log = logging.getLogger("crawler.app.distributed")
+
+
+@dataclass(frozen=True)
+class ClusterOptions:
+    """What every distributed command shares: where Redis is, which job, local config."""
+
+    redis_url: str
+    job: str = "default"
+    config_paths: list[Path] = field(default_factory=list)
+    overrides: dict[str, Any] = field(default_factory=dict)
+    heartbeat_ttl: float = 10.0
+    redis_deadline: float = 60.0
+    lease_ttl: float = 300.0
+
+    @property
+    def keys(self) -> ClusterKeys:
+        """Key names of this job."""
+        return ClusterKeys(self.job)
+
+
+def connect(url: str) -> aioredis.Redis:
+    """A Redis client with bounded timeouts, owned by the caller (close with `aclose`)."""
+    if not url.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError(f"--redis: expected a redis:// or rediss:// URL, got {url!r}")
+    return aioredis.from_url(url, socket_timeout=5, socket_connect_timeout=5, health_check_interval=10)
+
+
+async def job_config(redis: aioredis.Redis, opts: ClusterOptions) -> Config:
+    """The job's stored configuration, overridden by local files and flags."""
+    raw = await redis.get(opts.keys.config)
+    base = orjson.loads(raw) if raw else {}
+    return config_from_dict(load_config_data(opts.config_paths, opts.overrides, base))
+
+
+def _limits(cfg: Config) -> Callable[[str], HostLimits]:
+    def limits(host: str) -> HostLimits:
+        return cfg.for_host(host).limits()
+
+    return limits
+
+
+async def _scope(redis: aioredis.Redis, keys: ClusterKeys, cfg: Config) -> Scope:
+    c = cfg.crawl
+    domains = list(c.allow_domains) or sorted(m.decode() for m in await redis.smembers(keys.scope))
+    return Scope(
+        domains or ["invalid."],  # nothing submitted yet: nothing is in scope
+        max_depth=None,
+        max_url_length=c.max_url_length,
+        max_repeated_segments=c.max_repeated_segments,
+        max_path_segments=c.max_path_segments,
+    )
+
+
+async def _open(stack: AsyncExitStack, opts: ClusterOptions) -> tuple[aioredis.Redis, Config, RedisStore]:
+    redis = connect(opts.redis_url)
+    stack.push_async_callback(redis.aclose)
+    cfg = await job_config(redis, opts)
+    store = await RedisStore.open(
+        opts.redis_url, job=opts.job, host_limits=_limits(cfg), seen_ttl=cfg.crawl.seen_ttl, lease_ttl=opts.lease_ttl
+    )
+    stack.push_async_callback(store.close)
+    return redis, cfg, store
+
+
+def _on_signals(stack: AsyncExitStack, stop: Callable[[], None]) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop)
+        stack.callback(loop.remove_signal_handler, sig)
+
+
+async def _every(seconds: float, fn: Callable[[], Awaitable[None]]) -> None:
+    """Run `fn` every `seconds` until cancelled; a failing call is logged, not fatal."""
+    while True:
+        await asyncio.sleep(seconds)
+        try:
+            await fn()
+        except Exception as exc:  # a refresh failing (Redis away) must not kill the crawl
+            log.warning("periodic task failed: %s", exc)
+
+
+async def run_frontier(
+    opts: ClusterOptions,
+    *,
+    until_done: bool = False,
+    timing: ServiceTiming | None = None,
+    stop: asyncio.Event | None = None,
+) -> None:
+    """`crawler frontier`: serve the job until a signal or `stop` (or done, with `until_done`)."""
+    async with AsyncExitStack() as stack:
+        redis, cfg, store = await _open(stack, opts)
+        stats = Stats()
+        ingest = Ingest(cfg, await _scope(redis, opts.keys, cfg), stats)
+        domains = LiveDomains(redis, opts.keys, cfg)
+        await domains.refresh()
+        timing = timing or ServiceTiming(heartbeat_ttl=opts.heartbeat_ttl)
+        service = FrontierService(redis, store, opts.keys, ingest, domains, timing=timing)
+        _on_signals(stack, service.stop)
+
+        async def refresh_scope() -> None:
+            ingest.scope = await _scope(redis, opts.keys, cfg)
+
+        refresher = asyncio.create_task(_every(2.0, refresh_scope))
+        stack.callback(refresher.cancel)
+        if stop is not None:
+
+            async def stop_when_asked() -> None:
+                await stop.wait()
+                service.stop()
+
+            watcher = asyncio.create_task(stop_when_asked())
+            stack.callback(watcher.cancel)
+        await _with_backoff(
+            lambda: service.run(until_done=until_done), opts.redis_deadline, "frontier", on_error=service.after_outage
+        )
+
+
+async def _with_backoff(
+    run: Callable[[], Awaitable[None]], deadline: float, what: str, on_error: Callable[[], None] | None = None
+) -> None:
+    """Re-enter `run` after Redis errors, backing off, until it returns or Redis stays away too long."""
+    from crawler.cluster.remote import REDIS_ERRORS, RedisUnavailable
+
+    failing_since: float | None = None
+    last_error = 0.0
+    delay = 0.1
+    while True:
+        try:
+            await run()
+            return
+        except REDIS_ERRORS as exc:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise  # a cancelled Redis call can surface as a connection error: stop, do not retry
+            now = time.monotonic()
+            if now - last_error > 10.0:  # it worked for a while since the last error: a new outage
+                failing_since, delay = now, 0.1
+            last_error = now
+            failing_since = failing_since or now
+            if now - failing_since > deadline:
+                raise RedisUnavailable(f"{what}: Redis unreachable for {now - failing_since:.0f}s: {exc}") from exc
+            log.warning("%s: Redis error (%s); retrying in %.1fs", what, exc, delay)
+            if on_error is not None:
+                on_error()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
+async def run_worker(
+    opts: ClusterOptions,
+    *,
+    worker_id: str | None = None,
+    out: Path = Path("crawl-out"),
+    exit_when_done: bool = False,
+) -> dict[str, Any]:
+    """`crawler worker`: fetch the leases the frontier sends this worker; records to OUT/pages-ID.jsonl."""
+    wid = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:4]}"
+    keys = opts.keys
+    async with AsyncExitStack() as stack:
+        redis, cfg, store = await _open(stack, opts)
+        stats = Stats()
+        scope = await _scope(redis, keys, cfg)
+        neardup = RedisNearDup(redis, keys, cfg.crawl.near_duplicate_distance, opts.redis_deadline)
+        robots_share = shared_robots(redis, keys, cfg.politeness.robots_ttl, opts.redis_deadline)
+        pipe = await open_pipeline(stack, cfg, scope, stats, neardup, share_robots=robots_share)
+        domains = LiveDomains(redis, keys, cfg)
+        await domains.refresh()
+        remote = RemoteFrontier(
+            redis, keys, store, wid, redis_deadline=opts.redis_deadline, exit_when_done=exit_when_done
+        )
+        out.mkdir(parents=True, exist_ok=True)
+        sink = RecordLog(out / f"pages-{wid}.jsonl")
+        stack.callback(sink.close)
+        worker = Worker(
+            config=cfg,
+            store=remote,
+            fetcher=pipe.fetcher,
+            ingest=pipe.ingest,
+            analyzer=pipe.analyzer,
+            sink=sink,
+            stats=stats,
+            stats_path=out / f"stats-{wid}.json",
+            host_settings=domains.for_host,
+        )
+        _on_signals(stack, worker.stop)
+
+        beats = [0]
+
+        async def beat() -> None:
+            # Every lease this worker holds (running, or answered but not yet sent): the frontier
+            # releases dispatched leases that are in neither the inbox nor this list.
+            beats[0] += 1
+            tokens = worker.held_tokens()
+            snap = stats.snapshot(
+                concurrency=cfg.crawl.concurrency,
+                in_flight=len(worker.tasks),
+                at=time.time(),
+                seq=beats[0],
+                tokens=tokens,
+            )
+            async with redis.pipeline(transaction=False) as p:
+                p.set(keys.alive(wid), "1", px=int(opts.heartbeat_ttl * 1000))
+                p.hset(keys.workers, wid, orjson.dumps(snap))
+                await p.execute()
+
+        async def refresh() -> None:
+            await domains.refresh()
+            fresh = await _scope(redis, keys, cfg)
+            pipe.ingest.scope = fresh
+
+        await beat()
+        tasks = [
+            asyncio.create_task(_every(max(0.2, opts.heartbeat_ttl / 5), beat)),
+            asyncio.create_task(_every(2.0, refresh)),
+        ]
+        try:
+            await worker.run()
+            await remote.drain_inbox()
+        finally:
+            for t in tasks:
+                t.cancel()
+            with contextlib.suppress(Exception):
+                await beat()  # the final numbers, for `crawler status`
+                # Leaving cleanly: the frontier need not wait for the heartbeat to expire.
+                await redis.delete(keys.alive(wid))
+        log.info("worker %s stopped: %d pages", wid, stats.c["pages"])
+        return stats.snapshot(worker=wid, finished=worker.finished)
+
+
+async def submit(opts: ClusterOptions, seeds: list[str], *, store_config: bool) -> AddResult:
+    """`crawler submit`: record the job's config (if given) and scope, then queue the seeds (idempotent)."""
+    async with AsyncExitStack() as stack:
+        redis = connect(opts.redis_url)
+        stack.push_async_callback(redis.aclose)
+        if store_config:
+            data = load_config_data(opts.config_paths, opts.overrides)
+            config_from_dict(data)  # validate before storing
+            await redis.set(opts.keys.config, orjson.dumps(data))
+        cfg = await job_config(redis, opts)
+        domains = Scope.for_seeds(
+            seeds,
+            max_depth=None,
+            max_url_length=cfg.crawl.max_url_length,
+            max_repeated_segments=cfg.crawl.max_repeated_segments,
+        ).allow_domains
+        if domains:
+            await redis.sadd(opts.keys.scope, *sorted(domains))
+        store = await RedisStore.open(
+            opts.redis_url,
+            job=opts.job,
+            host_limits=_limits(cfg),
+            seen_ttl=cfg.crawl.seen_ttl,
+            lease_ttl=opts.lease_ttl,
+        )
+        stack.push_async_callback(store.close)
+        result = await store.add([UrlItem(u, host_key(u), 0) for u in seeds], time.time())
+        if result.queued:
+            await redis.hset(opts.keys.state, mapping={"done": "0", "updated": time.time()})
+        return result
+
+
+async def status(opts: ClusterOptions) -> dict[str, Any]:
+    """`crawler status`: frontier sizes, workers with their rates and owned share, job state."""
+    async with AsyncExitStack() as stack:
+        redis, _cfg, store = await _open(stack, opts)
+        keys = opts.keys
+        counts = await store.counts()
+        beats = {k.decode(): orjson.loads(v) for k, v in (await redis.hgetall(keys.workers)).items()}
+        alive = await redis.mget([keys.alive(w) for w in beats]) if beats else []
+        state = {k.decode(): v.decode() for k, v in (await redis.hgetall(keys.state)).items()}
+        leader = await redis.get(keys.leader)
+        live = [w for w, a in zip(beats, alive, strict=True) if a is not None]
+        owned = orjson.loads(state.pop("owned", "{}"))
+        frontier_stats = orjson.loads(state.pop("frontier_stats", "{}"))
+        workers = {}
+        for w, beat in beats.items():
+            workers[w] = {
+                "alive": w in live,
+                "pages": beat.get("pages", 0),
+                "pages_per_s": beat.get("pages_per_s", 0.0),
+                "in_flight": beat.get("in_flight", 0),
+                "failed": beat.get("failed", 0),
+                "hosts_owned": owned.get(w, 0),
+            }
+        return {
+            "job": opts.job,
+            "done": state.get("done") == "1",
+            "queued": counts.queued,
+            "in_flight": counts.leased,
+            "recorded": counts.done + counts.dead,
+            "dead_letters": counts.dead,
+            "hosts": counts.hosts,
+            "frontier_leader": leader.decode() if leader else None,
+            "duplicate_urls": frontier_stats.get("duplicate_urls", 0),
+            "skipped": frontier_stats.get("skipped", {}),
+            "workers": workers,
+        }
+
+
+async def domain_command(opts: ClusterOptions, action: str, host: str | None, values: dict[str, Any]) -> Any:
+    """`crawler domain set|show|list`: live per-domain politeness in Redis."""
+    async with AsyncExitStack() as stack:
+        redis = connect(opts.redis_url)
+        stack.push_async_callback(redis.aclose)
+        keys = opts.keys
+        if action == "list":
+            return {k.decode(): orjson.loads(v) for k, v in (await redis.hgetall(keys.domains)).items()}
+        if not host:
+            raise ConfigError(f"crawler domain {action}: a HOST is needed")
+        name = host.lower().strip(".")
+        if action == "show":
+            raw = await redis.hget(keys.domains, name)
+            return orjson.loads(raw) if raw else {}
+        current = orjson.loads(await redis.hget(keys.domains, name) or b"{}")
+        current.update({k: v for k, v in values.items() if v is not None})
+        parse_domain_settings(current, name)  # validated like a [domains."…"] table
+        await redis.hset(keys.domains, name, orjson.dumps(current))
+        return current
+
+
+async def run_combined(opts: ClusterOptions, seeds: list[str], *, out: Path, worker_id: str | None = None) -> dict:
+    """`crawler crawl --redis`: submit, then a frontier and a worker in one process until the job is done."""
+    if seeds:
+        await submit(opts, seeds, store_config=bool(opts.config_paths or opts.overrides))
+    stop = asyncio.Event()
+    frontier = asyncio.create_task(run_frontier(opts, stop=stop))
+    worker = asyncio.create_task(run_worker(opts, worker_id=worker_id, out=out, exit_when_done=True))
+    try:
+        done, _ = await asyncio.wait({frontier, worker}, return_when=asyncio.FIRST_COMPLETED)
+        if frontier in done and worker not in done:
+            frontier.result()  # the frontier failed: say why rather than wait forever
+            raise RuntimeError("the frontier service stopped before the crawl was done")
+        return await worker
+    finally:
+        stop.set()
+        for task in (worker, frontier):
+            if not task.done():
+                try:
+                    await asyncio.wait_for(asyncio.shield(task), 10.0)
+                except (TimeoutError, Exception):
+                    task.cancel()
+                    await asyncio.gather(task, return_exceptions=True)

@@ -1,0 +1,172 @@
+"""The composition root of an embedded crawl: opens every resource once, in one exit stack."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import logging
+import signal
+import time
+from collections.abc import Iterator
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from crawler.app.builder import open_pipeline
+from crawler.core.config import Config
+from crawler.core.errors import ConfigError
+from crawler.core.stats import Stats
+from crawler.extract.neardup import NearDupIndex
+from crawler.ingest.scope import Scope
+from crawler.output.progress import report_progress
+from crawler.output.sink import RecordLog
+from crawler.worker.analyze import MIN_NEARDUP_TEXT, LocalNearDup
+from crawler.worker.loop import Worker
+from frontier.sqlite.store import DB_FILENAME, SqliteStore
+from frontier.store import HostLimits
+
+log = logging.getLogger("crawler")
+
+PAGES = "pages.jsonl"
+STATS = "stats.json"
+FRONTIER_FILES = tuple(DB_FILENAME + suffix for suffix in ("", "-wal", "-shm"))
+
+
+@dataclass(frozen=True)
+class CrawlJob:
+    """What `crawler crawl` was asked to do."""
+
+    out: Path
+    seeds: list[str]
+    config: Config
+    fresh: bool = False
+    progress: bool = True
+
+
+def has_state(out: Path) -> bool:
+    """Whether `out` holds an earlier crawl that `crawler crawl -o OUT` would resume."""
+    return (out / DB_FILENAME).exists()
+
+
+@contextlib.contextmanager
+def folder_lock(out: Path) -> Iterator[None]:
+    """One process per output folder: a second one would corrupt the resume state."""
+    fh = open(out / ".lock", "w")  # noqa: SIM115 - released in finally
+    try:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ConfigError(f"{out} is in use by another crawler process") from None
+        yield
+    finally:
+        fh.close()
+
+
+def _scope(job: CrawlJob, known_domains: list[str]) -> Scope:
+    """Configured domains, else the seeds' hosts plus those of earlier runs of this folder."""
+    c = job.config.crawl
+    limits: dict[str, Any] = {
+        "max_depth": None,  # depth is checked per host in ingest (domain overrides)
+        "max_url_length": c.max_url_length,
+        "max_repeated_segments": c.max_repeated_segments,
+        "max_path_segments": c.max_path_segments,
+    }
+    if c.allow_domains:
+        return Scope(list(c.allow_domains), **limits)
+    domains = set(known_domains) | set(Scope.for_seeds(job.seeds, **limits).allow_domains)
+    if not domains:
+        raise ConfigError("no valid seed URL given")
+    return Scope(sorted(domains), **limits)
+
+
+def _rebuild_neardup(path: Path, index: NearDupIndex) -> None:
+    """Refill the near-dup index from an earlier run's records, so a resume still finds duplicates."""
+    if not path.exists():
+        return
+    with open(path, "rb") as fh:
+        for line in fh:
+            if b'"simhash":"' not in line or b'"near_duplicate_of":null' not in line:
+                continue
+            try:
+                rec = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                continue
+            fp = rec.get("simhash")
+            if fp and rec.get("error") is None and rec.get("text_chars", 0) >= MIN_NEARDUP_TEXT:
+                index.add(int(fp, 16), rec["url"])
+
+
+async def run_crawl(job: CrawlJob) -> dict[str, Any]:
+    """Crawl to completion (or max_pages / a signal); returns the final stats snapshot."""
+    job.out.mkdir(parents=True, exist_ok=True)
+    with folder_lock(job.out):
+        if job.fresh:
+            for name in (PAGES, STATS, *FRONTIER_FILES):
+                (job.out / name).unlink(missing_ok=True)
+        return await _run(job)
+
+
+async def _run(job: CrawlJob) -> dict[str, Any]:
+    cfg = job.config
+    stats = Stats()
+
+    def limits(host: str) -> HostLimits:
+        return cfg.for_host(host).limits()
+
+    async with AsyncExitStack() as stack:
+        store = await SqliteStore.open(job.out, host_limits=limits, seen_ttl=cfg.crawl.seen_ttl)
+        stack.push_async_callback(store.close)
+        scope = _scope(job, orjson.loads(await store.get_meta("allow_domains") or "[]"))
+        await store.set_meta("allow_domains", orjson.dumps(sorted(scope.allow_domains)).decode())
+        saved = await store.get_meta("stats")
+        if saved:
+            stats.restore(orjson.loads(saved))
+        committed = int(await store.get_meta("log_offset") or 0)
+        replay = {rec["url"]: rec for rec in RecordLog.recover_tail(job.out / PAGES, committed)}
+        if replay:
+            log.info("resuming: %d records past the last commit will be acknowledged", len(replay))
+        neardup = NearDupIndex(cfg.crawl.near_duplicate_distance)
+        if committed:
+            _rebuild_neardup(job.out / PAGES, neardup)
+        sink = RecordLog(job.out / PAGES)
+        stack.callback(sink.close)
+
+        pipe = await open_pipeline(stack, cfg, scope, stats, LocalNearDup(neardup))
+        ingest = pipe.ingest
+        added = await store.add(ingest.admit_seeds(job.seeds), time.time())
+        log.info("seeds: %d queued, %d already known", added.queued, added.duplicates)
+        worker = Worker(
+            config=cfg,
+            store=store,
+            fetcher=pipe.fetcher,
+            ingest=ingest,
+            analyzer=pipe.analyzer,
+            sink=sink,
+            stats=stats,
+            stats_path=job.out / STATS,
+            replay=replay,
+        )
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, worker.stop)
+            stack.callback(loop.remove_signal_handler, sig)
+
+        async def snapshot() -> dict[str, Any]:
+            counts = await store.counts()
+            return stats.snapshot(queued=counts.queued, in_flight=len(worker.tasks), hosts=counts.hosts)
+
+        progress = asyncio.create_task(report_progress(snapshot, cfg.crawl.max_pages)) if job.progress else None
+        try:
+            await worker.run()
+        finally:
+            if progress is not None:
+                progress.cancel()
+                await asyncio.gather(progress, return_exceptions=True)
+        counts = await store.counts()
+        return stats.snapshot(
+            queued=counts.queued, in_flight=0, hosts=counts.hosts, dead=counts.dead, finished=worker.finished
+        )

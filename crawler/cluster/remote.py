@@ -1,0 +1,261 @@
+"""A worker's view of the distributed frontier, plus what workers share through Redis.
+
+`RemoteFrontier` gives `crawler.worker.loop.Worker` the store interface it already uses: claims come from
+this worker's inbox (filled by the frontier service with leases for the hosts it owns on the ring),
+outcomes go back on the outcomes list. `RedisNearDup` and `shared_robots` make SimHash lookups and
+robots.txt bodies cluster-wide; `LiveDomains` applies `crawler domain set` while the crawl runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, TypeVar
+
+import orjson
+import redis.asyncio as aioredis
+import xxhash
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+import frontier.redis
+from crawler.cluster.messages import decode_lease, encode_links, encode_outcome
+from crawler.core.config import Config, DomainSettings, HostSettings, config_from_dict
+from crawler.core.errors import ConfigError
+from crawler.core.urlitem import UrlItem
+from crawler.extract.neardup import block_keys
+from crawler.fetch.robots import RobotsFetch, RobotsResponse
+from frontier.redis.keys import ClusterKeys
+from frontier.store import AddResult, Counts, DeadLetter, FrontierStore, HostLimits, Lease, Outcome
+
+log = logging.getLogger("crawler.cluster.remote")
+_NEARDUP_LUA = Path(frontier.redis.__file__).resolve().parent / "lua" / "neardup.lua"
+T = TypeVar("T")
+REDIS_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
+
+
+class RedisUnavailable(Exception):
+    """Redis stayed unreachable past the configured deadline."""
+
+
+async def with_redis_retry(op: Callable[[], Awaitable[T]], deadline: float, what: str) -> T:
+    """Run `op`, backing off (0.1 s doubling to 5 s, no spinning) while Redis is unreachable.
+
+    Raises RedisUnavailable after `deadline` seconds without success.
+    """
+    started = time.monotonic()
+    delay = 0.1
+    warned = False
+    while True:
+        try:
+            return await op()
+        except REDIS_ERRORS as exc:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise  # a cancelled Redis call can surface as a connection error: do not retry it
+            waited = time.monotonic() - started
+            if waited >= deadline:
+                raise RedisUnavailable(f"Redis unreachable for {waited:.0f}s during {what}: {exc}") from exc
+            if not warned:
+                log.warning("Redis unreachable during %s (%s); backing off", what, exc)
+                warned = True
+            await asyncio.sleep(min(delay, max(0.0, deadline - waited)))
+            delay = min(delay * 2, 5.0)
+
+
+class RemoteFrontier:
+    """The `FrontierStore` methods a Worker calls, served by the frontier service through Redis."""
+
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        keys: ClusterKeys,
+        store: FrontierStore,
+        worker_id: str,
+        *,
+        redis_deadline: float = 60.0,
+        exit_when_done: bool = False,
+        poll_interval: float = 0.05,
+    ) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.store = store
+        self.worker_id = worker_id
+        self.deadline = redis_deadline
+        self.exit_when_done = exit_when_done
+        self.poll = poll_interval
+        self._meta: dict[str, str] = {}
+
+    async def claim(self, now: float, limit: int) -> list[Lease]:
+        """Take up to `limit` leases from this worker's inbox."""
+        inbox = self.keys.inbox(self.worker_id)
+        raw = await with_redis_retry(lambda: self.redis.lpop(inbox, limit), self.deadline, "claim")
+        return [decode_lease(r) for r in raw or []]
+
+    async def complete(self, outcomes: Sequence[Outcome], now: float) -> int:
+        """Send outcomes to the frontier (one round trip); staleness is judged there."""
+        if outcomes:
+            msgs = [encode_outcome(o, self.worker_id) for o in outcomes]
+            await with_redis_retry(lambda: self.redis.rpush(self.keys.outcomes, *msgs), self.deadline, "ack")
+        return 0
+
+    async def add(self, items: Sequence[UrlItem], now: float) -> AddResult:
+        """Send discovered links to the frontier, which dedups them (its counters hold the verdicts)."""
+        if items:
+            msg = encode_links(items, self.worker_id)
+            await with_redis_retry(lambda: self.redis.rpush(self.keys.outcomes, msg), self.deadline, "links")
+        return AddResult(queued=len(items))
+
+    async def release(self, leases: Sequence[Lease], now: float) -> None:
+        """Hand leases back unfetched."""
+        if leases:
+            msgs = [encode_outcome(lease, self.worker_id) for lease in leases]
+            await with_redis_retry(lambda: self.redis.rpush(self.keys.outcomes, *msgs), self.deadline, "release")
+
+    async def drain_inbox(self) -> int:
+        """On the way out: hand back the leases still waiting in this worker's inbox."""
+        inbox = self.keys.inbox(self.worker_id)
+        waiting = await with_redis_retry(lambda: self.redis.lpop(inbox, 100_000), self.deadline, "release")
+        await self.release([decode_lease(r) for r in waiting or []], 0.0)
+        return len(waiting or [])
+
+    async def reclaim_expired(self, now: float) -> int:
+        """The frontier service reclaims; nothing to do on a worker."""
+        return 0
+
+    async def next_due(self, now: float) -> float | None:
+        """Poll again shortly; None (finish) only in exit-when-done mode once the job is done."""
+        if self.exit_when_done:
+            state = await with_redis_retry(lambda: self.redis.hget(self.keys.state, "done"), self.deadline, "state")
+            if state == b"1":
+                inbox = self.keys.inbox(self.worker_id)
+                if not await with_redis_retry(lambda: self.redis.llen(inbox), self.deadline, "state"):
+                    return None
+        return now + self.poll
+
+    async def set_host_limits(self, host: str, limits: HostLimits) -> None:
+        """Crawl-delay learned by this worker: the shared store's spacing follows."""
+        await with_redis_retry(lambda: self.store.set_host_limits(host, limits), self.deadline, "limits")
+
+    async def counts(self) -> Counts:
+        """The shared frontier's sizes."""
+        return await with_redis_retry(self.store.counts, self.deadline, "counts")
+
+    async def dead_letters(self, limit: int = 1000) -> list[DeadLetter]:
+        """The shared dead letters."""
+        return await self.store.dead_letters(limit)
+
+    async def requeue_dead(self, error_type: str | None, now: float) -> int:
+        """Requeue shared dead letters."""
+        return await self.store.requeue_dead(error_type, now)
+
+    async def get_meta(self, key: str) -> str | None:
+        """Worker-local bookkeeping (the embedded crawl keeps its log offset here)."""
+        return self._meta.get(key)
+
+    async def set_meta(self, key: str, value: str) -> None:
+        """Worker-local bookkeeping; the heartbeat publishes the stats."""
+        self._meta[key] = value
+
+    async def flush(self) -> None:
+        """Outcomes are sent as they are completed: nothing is buffered here."""
+
+    async def close(self) -> None:
+        """The Redis client is owned by the composition root."""
+
+
+class RedisNearDup:
+    """SimHash near-duplicate lookup shared by all workers: permuted blocks (Manku et al.) in Redis sets.
+
+    Lookup and insert are one Lua script (`frontier/redis/lua/neardup.lua`), so two workers seeing near
+    duplicates at the same moment cannot both record theirs as the original.
+    """
+
+    def __init__(self, redis: aioredis.Redis, keys: ClusterKeys, max_distance: int = 3, deadline: float = 60.0) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.k = max_distance
+        self.deadline = deadline
+        self._script = redis.register_script(_NEARDUP_LUA.read_text())
+
+    async def check(self, fp: int, url: str) -> str | None:
+        """URL of a stored fingerprint within distance k; else store this one (one round trip)."""
+        names = [self.keys.simhash_block(i, v) for i, v in block_keys(fp, self.k)]
+        found = await with_redis_retry(
+            lambda: self._script(keys=names, args=[f"{fp:016x}", url, self.k]), self.deadline, "near-duplicate check"
+        )
+        return found.decode() if found else None
+
+
+def shared_robots(
+    redis: aioredis.Redis, keys: ClusterKeys, ttl: float, deadline: float = 60.0
+) -> Callable[[RobotsFetch], RobotsFetch]:
+    """Wrap a robots.txt fetch so each URL is fetched once per TTL for the whole cluster.
+
+    Only answers are shared (2xx, 3xx, 4xx other than 429); failures are not, so the next worker retries.
+    """
+
+    def wrap(fetch: RobotsFetch) -> RobotsFetch:
+        async def shared(url: str) -> RobotsResponse:
+            key = keys.robots(xxhash.xxh3_64_hexdigest(url.encode()))
+            raw = await with_redis_retry(lambda: redis.get(key), deadline, "robots.txt cache")
+            if raw is not None:
+                head, _, body = raw.partition(b"\n")
+                status, location = orjson.loads(head)
+                return RobotsResponse(status=status, body=body, location=location)
+            resp = await fetch(url)
+            if resp.status < 500 and resp.status != 429:
+                value = orjson.dumps([resp.status, resp.location]) + b"\n" + resp.body
+                await with_redis_retry(lambda: redis.set(key, value, ex=int(ttl)), deadline, "robots.txt cache")
+            return resp
+
+        return shared
+
+    return wrap
+
+
+class LiveDomains:
+    """Per-domain politeness overrides that `crawler domain set` changes while the crawl runs."""
+
+    def __init__(self, redis: aioredis.Redis, keys: ClusterKeys, config: Config) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.config = config
+        self.overrides: dict[str, DomainSettings] = {}
+        self.version = 0
+
+    async def refresh(self) -> bool:
+        """Reload the overrides; True when they changed."""
+        raw = await self.redis.hgetall(self.keys.domains)
+        fresh: dict[str, DomainSettings] = {}
+        for name, value in raw.items():
+            try:
+                fresh[name.decode()] = parse_domain_settings(orjson.loads(value), name.decode())
+            except (ConfigError, orjson.JSONDecodeError) as exc:
+                log.warning("ignoring bad live override for %s: %s", name, exc)
+        if fresh != self.overrides:
+            self.overrides = fresh
+            self.version += 1
+            return True
+        return False
+
+    def for_host(self, host: str) -> HostSettings:
+        """Config settings of a host with the most specific live override applied on top."""
+        base = self.config.for_host(host)
+        if not self.overrides:
+            return base
+        labels = host.rsplit(":", 1)[0].split(".")
+        for i in range(len(labels)):
+            hit = self.overrides.get(".".join(labels[i:]))
+            if hit is not None:
+                return replace(base, **hit.overrides())
+        return base
+
+
+def parse_domain_settings(data: dict[str, Any], name: str) -> DomainSettings:
+    """Validate one override table like a `[domains."name"]` section of the config."""
+    return config_from_dict({"domains": {name: data}}).domains[name.lower().strip(".")]

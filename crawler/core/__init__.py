@@ -1,0 +1,1 @@
+"""Layer 0: what every layer shares: URLs, errors, configuration, limits, counters."""

@@ -1,0 +1,1 @@
+"""Extract: HTML decoding, fields and links with selectolax, SimHash near-duplicates."""

@@ -1,0 +1,143 @@
+"""Fetch one page politely: robots.txt first, then HTTP hop by hop, every redirect re-checked.
+
+Same-host redirects are followed here, waiting the host's delay between hops (the caller holds the
+host's slot, so no other request to it can interleave). A redirect to another host leaves this host's
+slot: it is handed back as `redirect_to`, and the target enters the frontier like a link, where its
+own host's politeness and robots.txt apply.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from crawler.core.errors import CrawlError, ErrorType
+from crawler.core.urlnorm import ParamStripper, host_key, normalize, origin
+from crawler.fetch.http import HttpFetcher, Response
+from crawler.fetch.robots import RobotsCache, RobotsResponse, RobotsRules
+
+#: robots.txt bodies are read up to this many bytes (the rest is cut, not refused); RobotsCache parses
+#: the first 512 KiB of them, above RFC 9309's 500 KiB minimum.
+ROBOTS_FETCH_BYTES = 600 * 1024
+
+
+def robots_fetcher(http: HttpFetcher) -> Callable[[str], Awaitable[RobotsResponse]]:
+    """The one-hop robots.txt fetch function RobotsCache needs, over our HTTP session."""
+
+    async def fetch(url: str) -> RobotsResponse:
+        resp = await http.fetch(url, max_bytes=ROBOTS_FETCH_BYTES, accept="text/plain,*/*;q=0.5", truncate=True)
+        return RobotsResponse(status=resp.status, body=resp.body, location=resp.location)
+
+    return fetch
+
+
+_NETWORK_CAUSES = frozenset(e.value for e in ErrorType) - {ErrorType.ROBOTS_DISALLOWED.value}
+
+
+class ScopeCheck(Protocol):
+    """The crawl's scope authority (ingest): why a redirect target is out of bounds, or None."""
+
+    def reason(self, url: str, host: str, depth: int) -> str | None: ...
+
+
+@dataclass(slots=True)
+class PageFetch:
+    """What fetching one frontier URL produced."""
+
+    url: str
+    final_url: str
+    response: Response | None = None
+    error: CrawlError | None = None
+    redirect_to: str | None = None  # another host's URL to ingest instead of following here
+    hops: list[dict[str, object]] = field(default_factory=list)
+    rules: RobotsRules | None = None
+    robots_unavailable: bool = False  # robots.txt unreachable: retry later, do not record
+
+
+class PageFetcher:
+    """Robots-gated, redirect-following fetch of frontier URLs over one `HttpFetcher`."""
+
+    def __init__(
+        self,
+        http: HttpFetcher,
+        robots: RobotsCache,
+        scope: ScopeCheck,
+        strip: ParamStripper,
+        *,
+        max_redirects: int,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.http = http
+        self.robots = robots
+        self.scope = scope
+        self.strip = strip
+        self.max_redirects = max_redirects
+        self._sleep = sleep
+
+    async def _rules(self, url: str, delay_for: Callable[[RobotsRules], float]) -> RobotsRules:
+        """Robots rules for the URL's origin; waits the host's delay after a fresh robots fetch."""
+        org = origin(url)
+        rules = self.robots.cached(org)
+        if rules is None:
+            rules = await self.robots.get(org)
+            # The robots request counted as a request to this host: keep the gap before the page.
+            await self._sleep(delay_for(rules))
+        return rules
+
+    async def fetch(self, url: str, depth: int, delay_for: Callable[[RobotsRules], float]) -> PageFetch:
+        """Fetch `url`, following same-host redirects; `delay_for(rules)` is the host's gap in seconds."""
+        result = PageFetch(url=url, final_url=url)
+        host = host_key(url)
+        chain = {url}
+        current = url
+        for hop in range(self.max_redirects + 1):
+            rules = await self._rules(current, delay_for)
+            result.rules = rules
+            if rules.kind == "disallow_all" and rules.reason.startswith(ErrorType.PRIVATE_ADDRESS.value):
+                # The host itself is refused: the page would be too, so this is final.
+                result.error = CrawlError(ErrorType.PRIVATE_ADDRESS, f"{host} resolves to a refused address")
+                return result
+            if rules.kind == "disallow_all":  # robots.txt unreachable (5xx, 429, network): wait
+                result.robots_unavailable = True
+                # A network failure keeps its own type (dns_error, timeout, ...); a 5xx/429 is a refusal.
+                cause = rules.reason.split(" ", 1)[0]
+                etype = ErrorType(cause) if cause in _NETWORK_CAUSES else ErrorType.ROBOTS_DISALLOWED
+                result.error = CrawlError(etype, f"robots.txt unavailable: {rules.reason}")
+                return result
+            if not rules.allowed(current):
+                result.error = CrawlError(ErrorType.ROBOTS_DISALLOWED, "disallowed by robots.txt")
+                return result
+            try:
+                resp = await self.http.fetch(current)
+            except CrawlError as exc:
+                result.error = exc
+                return result
+            result.response = resp
+            result.final_url = current
+            if not (300 <= resp.status < 400 and resp.location):
+                return result
+            try:
+                target = normalize(resp.location, current, self.strip)
+            except CrawlError as exc:
+                result.error = CrawlError(ErrorType.REDIRECT_REFUSED, f"redirect to {exc.message}")
+                return result
+            result.hops.append({"url": current, "status": resp.status, "location": target})
+            if target in chain:
+                result.error = CrawlError(ErrorType.REDIRECT_LOOP, f"redirect loop back to {target}")
+                return result
+            if hop == self.max_redirects:
+                break
+            reason = self.scope.reason(target, host_key(target), depth)
+            if reason is not None:
+                result.error = CrawlError(ErrorType.REDIRECT_REFUSED, f"redirect target {reason}: {target}")
+                return result
+            if host_key(target) != host:
+                result.redirect_to = target
+                return result
+            chain.add(target)
+            await self._sleep(delay_for(rules))
+            current = target
+        result.error = CrawlError(ErrorType.TOO_MANY_REDIRECTS, f"more than {self.max_redirects} redirects from {url}")
+        return result

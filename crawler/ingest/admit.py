@@ -1,0 +1,107 @@
+"""Ingest: every URL (seed, link or redirect target) enters the frontier through here.
+
+normalize → scope and trap rules → dedup. Dedup has three layers, cheapest first: a Bloom filter
+(a miss proves the URL is new to this process), a bounded exact cache of recently admitted URLs (a
+hit proves a duplicate without touching the store: most links on a page are navigation repeats),
+and the store's exact seen-set with a TTL, which is the truth and catches everything else.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+
+from crawler.core.config import Config
+from crawler.core.errors import CrawlError
+from crawler.core.stats import Stats
+from crawler.core.urlitem import UrlItem
+from crawler.core.urlnorm import ParamStripper, host_key, normalize
+from crawler.ingest.bloom import SeenBloom
+from crawler.ingest.scope import Scope
+
+
+class Ingest:
+    """Turns raw hrefs into `UrlItem`s worth offering to the store; counts what it drops and why."""
+
+    def __init__(
+        self,
+        config: Config,
+        scope: Scope,
+        stats: Stats,
+        *,
+        bloom: SeenBloom | None = None,
+        recent_size: int = 200_000,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.scope = scope
+        self.stats = stats
+        self.strip = ParamStripper(list(config.crawl.strip_params))
+        self.bloom = bloom if bloom is not None else SeenBloom(capacity=1_000_000, error_rate=0.001)
+        self._recent: dict[str, float] = {}
+        self._recent_size = recent_size
+        self._ttl = config.crawl.seen_ttl
+        self._clock = clock
+
+    def normalize_links(self, hrefs: Iterable[str], base: str) -> list[str]:
+        """Absolute, normalized, unique links of a page (invalid ones counted and dropped)."""
+        out: dict[str, None] = {}
+        strip = self.strip
+        for href in hrefs:
+            try:
+                out[normalize(href, base, strip)] = None
+            except CrawlError:
+                self.stats.skip("invalid_url")
+        return list(out)
+
+    def reason(self, url: str, host: str, depth: int) -> str | None:
+        """Why `url` at `depth` is out of bounds (depth, scope, trap rules), or None: the one scope authority."""
+        limits = self.config.for_host(host)
+        if depth > limits.max_depth:
+            return "max_depth"
+        return self.scope.reason(
+            url,
+            host,
+            depth,
+            max_url_length=limits.max_url_length,
+            max_repeated_segments=limits.max_repeated_segments,
+            max_path_segments=limits.max_path_segments,
+        )
+
+    def admit(self, urls: Iterable[str], depth: int) -> list[UrlItem]:
+        """Keep the normalized URLs that are in scope at `depth` and not known duplicates."""
+        items: list[UrlItem] = []
+        now = self._clock()
+        recent = self._recent
+        stats = self.stats
+        for url in urls:
+            host = host_key(url)
+            reason = self.reason(url, host, depth)
+            if reason is not None:
+                stats.skip(reason)
+                continue
+            if self.bloom.add(url):
+                seen_at = recent.get(url)
+                if seen_at is not None and now - seen_at < self._ttl:
+                    stats.incr("duplicate_urls")
+                    continue
+            recent[url] = now
+            if len(recent) > self._recent_size:
+                del recent[next(iter(recent))]
+            items.append(UrlItem(url, host, depth))
+        return items
+
+    def forget(self, urls: Iterable[str]) -> None:
+        """Undo `admit` for URLs the store never received (a failed write), so offering them again works."""
+        for url in urls:
+            self._recent.pop(url, None)
+
+    def admit_seeds(self, urls: Iterable[str]) -> list[UrlItem]:
+        """Seeds skip scope (they define it) but still pass dedup bookkeeping."""
+        items = []
+        now = self._clock()
+        for url in urls:
+            self.bloom.add(url)
+            self._recent[url] = now
+            items.append(UrlItem(url, host_key(url), 0))
+        return items

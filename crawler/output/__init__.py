@@ -1,0 +1,1 @@
+"""Output: the record log, stats files and the progress line."""

@@ -1,0 +1,1 @@
+"""Render: whether a page needs JavaScript, and the Playwright browser pool that renders it."""

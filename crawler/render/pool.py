@@ -1,0 +1,514 @@
+"""A bounded pool of headless Chromium pages that render already-fetched HTML without touching the network.
+
+Every request a rendered page makes is intercepted: the main document is fulfilled from the body the
+crawler already fetched; scripts, XHR and fetch() to the *same host* (same hostname, http or https,
+any port: there is no public-suffix list here to decide registrable domains) go to the caller's
+`fetch_sub`, which applies robots.txt, the address policy and politeness; everything else (images,
+media, fonts, stylesheets, websockets, pings, cross-host requests, iframes, navigations away) is
+refused. Each render gets a fresh BrowserContext: a context plus page costs ~20 ms against ~10 ms for
+reusing one and clearing cookies, which is noise next to the settle time, and a fresh context is the
+only way to be sure no cookies, storage or cache pass from one host to another.
+
+Subrequest outcomes in `Rendered.subrequests`: "served" (fetch_sub answered), "refused" (fetch_sub
+returned None or failed) and "blocked" (this module's own rules: resource type, host, navigation, or
+more than MAX_SUBFETCHES requests offered to fetch_sub in one render).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from urllib.parse import urlsplit
+
+# Not re-exported by playwright.async_api, yet the one reliable sign that the target died under us.
+from playwright._impl._errors import TargetClosedError
+from playwright.async_api import (
+    Browser,
+    BrowserContext,
+    Page,
+    Playwright,
+    Route,
+    WebSocketRoute,
+    async_playwright,
+)
+from playwright.async_api import (
+    Error as PlaywrightError,
+)
+
+from crawler.core.errors import CrawlError, ErrorType
+from crawler.render.types import SubFetch, SubResponse
+
+__all__ = [
+    "MAX_SUBFETCHES",
+    "SYSTEM_BROWSERS",
+    "BrowserPool",
+    "BrowserUnavailable",
+    "Rendered",
+    "SubFetch",
+    "SubResponse",
+    "default_pool_size",
+    "find_browser",
+]
+
+SYSTEM_BROWSERS: tuple[str, ...] = ("/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome")
+_CONTEXT_BYTES = 64 * 2**20  # rough resident cost of one busy context with its renderer
+_MAX_POOL = 16
+
+_BASE_ARGS: tuple[str, ...] = (
+    "--no-sandbox",  # the crawler commonly runs as root in a container, where the sandbox cannot start
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    # Without these Chromium phones home (updates, safe browsing, sync, field trials).
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-default-apps",
+    "--disable-domain-reliability",
+    "--metrics-recording-only",
+    "--disable-dev-shm-usage",  # /dev/shm is tiny in containers
+    # Defence in depth: anything that slipped past interception (preconnect, DNS prefetch) finds no DNS.
+    "--host-resolver-rules=MAP * ~NOTFOUND",
+    "--dns-prefetch-disable",
+    "--force-webrtc-ip-handling-policy=disable_non_proxied_udp",
+    "--webrtc-ip-handling-policy=disable_non_proxied_udp",
+)
+_SUB_TYPES = frozenset({"script", "xhr", "fetch"})
+# Decoded bodies are handed to Chromium as-is, so framing and encoding headers must not follow them.
+_DROP_HEADERS = frozenset(
+    {"content-encoding", "content-length", "transfer-encoding", "connection", "keep-alive", "set-cookie"}
+)
+_CLOSE_TIMEOUT = 5.0
+#: fetch_sub calls allowed per render; a page looping over XHRs would otherwise eat the host's politeness.
+MAX_SUBFETCHES = 64
+
+
+@dataclass(slots=True)
+class Rendered:
+    """A rendered page: serialized DOM plus every subrequest as (url, resource type, outcome)."""
+
+    url: str
+    html: str
+    elapsed_ms: float
+    subrequests: list[tuple[str, str, str]] = field(default_factory=list)
+
+
+class BrowserUnavailable(Exception):
+    """No usable Chromium executable was found."""
+
+
+class _Crashed(Exception):
+    """The browser or the page died under a render; worth one retry."""
+
+    def __init__(self, message: str, *, page_only: bool) -> None:
+        super().__init__(message)
+        self.page_only = page_only
+
+
+def _playwright_chromium_sync() -> str | None:
+    """Playwright's own Chromium path, asked of a short-lived driver in a thread (no running loop there)."""
+    found: list[str | None] = [None]
+
+    def ask() -> None:
+        from playwright.sync_api import sync_playwright
+
+        with contextlib.suppress(Exception), sync_playwright() as pw:
+            found[0] = pw.chromium.executable_path
+
+    thread = threading.Thread(target=ask, name="find-browser", daemon=True)
+    thread.start()
+    thread.join(30)
+    return found[0]
+
+
+_OWN_CHROMIUM: list[str | None] = []
+
+
+def _choose(own: str | None, configured: str | None, fallbacks: bool) -> str | None:
+    candidates = [own, configured, *SYSTEM_BROWSERS] if fallbacks else [configured]
+    for path in candidates:
+        if path and os.path.isfile(path) and os.access(path, os.X_OK):
+            return path
+    return None
+
+
+def find_browser(configured: str | None = None, *, fallbacks: bool = True) -> str | None:
+    """Playwright's Chromium if installed, else `configured`, else a system Chromium; None if none exists.
+
+    With `fallbacks=False` only `configured` is considered.
+    """
+    own = None
+    if fallbacks:
+        if not _OWN_CHROMIUM:
+            _OWN_CHROMIUM.append(_playwright_chromium_sync())
+        own = _OWN_CHROMIUM[0]
+    return _choose(own, configured, fallbacks)
+
+
+def default_pool_size() -> int:
+    """Pages to run at once: available memory at ~64 MiB per context, clamped to 1..16."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    avail = int(line.split()[1]) * 1024
+                    break
+            else:
+                return 1
+    except (OSError, ValueError, IndexError):
+        return 1
+    # Half the free memory: the crawler, the frontier and the OS need the rest.
+    return max(1, min(_MAX_POOL, avail // 2 // _CONTEXT_BYTES))
+
+
+def _proc_table() -> dict[int, tuple[int, bytes]]:
+    """pid -> (ppid, cmdline) for every readable process."""
+    table: dict[int, tuple[int, bytes]] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = Path(entry.path, "stat").read_bytes()
+            cmd = Path(entry.path, "cmdline").read_bytes()
+        except OSError:
+            continue
+        # The command name in stat may contain spaces and parentheses; fields resume after the last ')'.
+        ppid = int(stat[stat.rfind(b")") + 2 :].split()[1])
+        table[int(entry.name)] = (ppid, cmd)
+    return table
+
+
+def _same_host(a: str, b: str) -> bool:
+    pa, pb = urlsplit(a), urlsplit(b)
+    return pa.scheme in ("http", "https") and pb.scheme in ("http", "https") and pa.hostname == pb.hostname
+
+
+class _Render:
+    """Per-render interception state: serves the document once, routes subrequests, tracks activity."""
+
+    def __init__(self, url: str, body: bytes, content_type: str, fetch_sub: SubFetch) -> None:
+        self.url = url
+        self.body = body
+        self.content_type = content_type
+        self.fetch_sub = fetch_sub
+        self.page: Page | None = None
+        self.doc_served = False
+        self.inflight = 0
+        self.last_activity = time.monotonic()
+        self.subrequests: list[tuple[str, str, str]] = []
+        self.crashed = False
+        self.offered = 0
+        self.handlers: set[asyncio.Task[object]] = set()
+
+    async def on_route(self, route: Route) -> None:
+        self.inflight += 1
+        self.last_activity = time.monotonic()
+        task = asyncio.current_task()
+        if task is not None:
+            self.handlers.add(task)
+        try:
+            await self._handle(route)
+        except PlaywrightError:
+            pass  # the page or browser went away mid-request; the render notices on its own
+        finally:
+            self.inflight -= 1
+            self.last_activity = time.monotonic()
+            self.handlers.discard(task)  # type: ignore[arg-type]
+
+    def cancel_handlers(self) -> None:
+        """Stop subrequest fetches still running for a render that has ended."""
+        for task in list(self.handlers):
+            task.cancel()
+
+    async def _handle(self, route: Route) -> None:
+        req = route.request
+        kind = req.resource_type
+        url = req.url
+        if req.is_navigation_request():
+            frame = req.frame
+            main = self.page is not None and frame == self.page.main_frame
+            if main and not self.doc_served:
+                self.doc_served = True
+                await route.fulfill(status=200, headers={"content-type": self.content_type}, body=self.body)
+                return
+            # Script-driven navigations, meta refreshes, iframes and popups: never fetched. ERR_ABORTED
+            # cancels a navigation without committing an error page over the document we rendered.
+            self.subrequests.append((url, kind, "blocked"))
+            await route.abort("aborted")
+            return
+        if kind not in _SUB_TYPES or not _same_host(url, self.url) or self.offered >= MAX_SUBFETCHES:
+            self.subrequests.append((url, kind, "blocked"))
+            await route.abort("blockedbyclient")
+            return
+        self.offered += 1
+        try:
+            resp = await self.fetch_sub(url, kind)
+        except Exception:  # a failing callback must not take the render down: treat it as a refusal
+            resp = None
+        if resp is None:
+            self.subrequests.append((url, kind, "refused"))
+            await route.abort("blockedbyclient")
+            return
+        headers = {k: v for k, v in resp.headers.items() if k.lower() not in _DROP_HEADERS}
+        self.subrequests.append((url, kind, "served"))
+        await route.fulfill(status=resp.status, headers=headers, body=resp.body)
+
+    async def on_websocket(self, ws: WebSocketRoute) -> None:
+        # Not calling connect_to_server keeps the socket inside the page; closing it ends the attempt.
+        self.subrequests.append((ws.url, "websocket", "blocked"))
+        with contextlib.suppress(PlaywrightError):
+            await ws.close(code=1008, reason="blocked")
+
+    async def on_page(self, page: Page) -> None:
+        if page is not self.page:  # a popup
+            with contextlib.suppress(PlaywrightError):
+                await page.close()
+
+    def on_crash(self, _page: Page) -> None:
+        self.crashed = True
+
+    async def settle(self, quiet_s: float, until: float) -> None:
+        """Return once no subrequest has been in flight for `quiet_s`, or at monotonic time `until`."""
+        while True:
+            now = time.monotonic()
+            if now >= until:
+                return
+            idle_for = now - self.last_activity
+            if self.inflight == 0 and idle_for >= quiet_s:
+                return
+            wait = quiet_s - idle_for if self.inflight == 0 else 0.05
+            await asyncio.sleep(min(max(wait, 0.01), until - now))
+
+
+class BrowserPool:
+    """Renders pages in up to `size` concurrent BrowserContexts of one Chromium; an async context manager.
+
+    `executable_path` is tried after Playwright's own Chromium and before the system ones; with
+    `fallbacks=False` it is the only candidate (a missing file then raises BrowserUnavailable).
+    """
+
+    def __init__(
+        self,
+        *,
+        size: int | None = None,
+        user_agent: str,
+        executable_path: str | None = None,
+        render_timeout: float = 20.0,
+        settle_ms: int = 500,
+        headless: bool = True,
+        fallbacks: bool = True,
+    ) -> None:
+        self.size = size if size is not None else default_pool_size()
+        if self.size < 1:
+            raise ValueError("pool size must be at least 1")
+        self.user_agent = user_agent
+        self.configured_path = executable_path
+        self.render_timeout = render_timeout
+        self.settle_ms = settle_ms
+        self.headless = headless
+        self.fallbacks = fallbacks
+        self.executable_path: str | None = None
+        self.launches = 0
+        # A no-op switch Chromium ignores; it marks our browser process in /proc for RSS and cleanup.
+        self._marker = f"--crawler-browser-pool={uuid.uuid4().hex}"
+        self._pw: Playwright | None = None
+        self._pw_cm: object | None = None
+        self._browser: Browser | None = None
+        self._slots = asyncio.Semaphore(self.size)
+        self._launch_lock = asyncio.Lock()
+        self._closed = False
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+
+    async def __aenter__(self) -> BrowserPool:
+        await self._start_driver()
+        assert self._pw is not None
+        own: str | None = None
+        if self.fallbacks:
+            with contextlib.suppress(PlaywrightError):
+                own = self._pw.chromium.executable_path
+        path = _choose(own, self.configured_path, self.fallbacks)
+        if path is None:
+            await self._stop_driver()
+            tried = self.configured_path if not self.fallbacks else "Playwright's Chromium, the configured path"
+            if self.fallbacks:
+                tried += ", " + ", ".join(SYSTEM_BROWSERS)
+            raise BrowserUnavailable(
+                f"no Chromium executable found (tried {tried}); install one (apt-get install chromium) "
+                "or configure its path, or crawl with rendering off"
+            )
+        self.executable_path = path
+        try:
+            await self._launch()
+        except BaseException:
+            await self.close()
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def _start_driver(self) -> None:
+        cm = async_playwright()
+        self._pw = await cm.__aenter__()
+        self._pw_cm = cm
+
+    async def _stop_driver(self) -> None:
+        cm, self._pw_cm, self._pw = self._pw_cm, None, None
+        if cm is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(cm.__aexit__(None, None, None), _CLOSE_TIMEOUT)  # type: ignore[attr-defined]
+
+    async def _launch(self) -> Browser:
+        assert self._pw is not None and self.executable_path is not None
+        browser = await self._pw.chromium.launch(
+            executable_path=self.executable_path,
+            headless=self.headless,
+            args=[*_BASE_ARGS, self._marker],
+            timeout=30_000,
+        )
+        self._browser = browser
+        self.launches += 1
+        return browser
+
+    async def _relaunch(self, dead: Browser | None) -> Browser:
+        """Replace `dead` with a new browser unless another render already did."""
+        async with self._launch_lock:
+            current = self._browser
+            if current is not None and current is not dead and current.is_connected():
+                return current
+            if current is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(current.close(), _CLOSE_TIMEOUT)
+            self._kill_strays()
+            try:
+                return await self._launch()
+            except PlaywrightError:
+                # The driver itself may be what died: start a fresh one and try once more.
+                await self._stop_driver()
+                await self._start_driver()
+                return await self._launch()
+
+    async def close(self) -> None:
+        """Close the browser and the Playwright driver; safe after a crash and when called twice."""
+        self._closed = True
+        browser, self._browser = self._browser, None
+        if browser is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(browser.close(), _CLOSE_TIMEOUT)
+        await self._stop_driver()
+        self._kill_strays()
+
+    def _kill_strays(self) -> None:
+        # Only processes carrying this pool's unique marker (and their children) are touched.
+        for pid in self.browser_pids():
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+
+    def browser_pids(self) -> list[int]:
+        """Pids of this pool's Chromium processes: the browser (found by its marker) and its descendants."""
+        table = _proc_table()
+        marker = self._marker.encode()
+        roots = [pid for pid, (_, cmd) in table.items() if marker in cmd.split(b"\0")]
+        children: dict[int, list[int]] = {}
+        for pid, (ppid, _) in table.items():
+            children.setdefault(ppid, []).append(pid)
+        out: list[int] = []
+        stack = list(roots)
+        while stack:
+            pid = stack.pop()
+            if pid in out:
+                continue
+            out.append(pid)
+            stack.extend(children.get(pid, ()))
+        return out
+
+    # -- rendering ---------------------------------------------------------------------------------
+
+    async def render(self, url: str, *, body: bytes, content_type: str, fetch_sub: SubFetch) -> Rendered:
+        """Render `body` as the document at `url`; raises CrawlError(BROWSER_ERROR) on timeout or crashes."""
+        if self._closed or self._pw is None:
+            raise RuntimeError("BrowserPool.render called outside 'async with'")
+        async with self._slots:
+            last: _Crashed | None = None
+            for _attempt in range(2):
+                browser = self._browser
+                if browser is None or not browser.is_connected():
+                    browser = await self._relaunch(browser)
+                try:
+                    return await self._render_once(browser, url, body, content_type, fetch_sub)
+                except _Crashed as exc:
+                    last = exc
+                    if not exc.page_only:
+                        await self._relaunch(browser)
+            raise CrawlError(ErrorType.BROWSER_ERROR, f"{url}: browser crashed twice: {last}")
+
+    async def _render_once(
+        self, browser: Browser, url: str, body: bytes, content_type: str, fetch_sub: SubFetch
+    ) -> Rendered:
+        started = time.monotonic()
+        deadline = started + self.render_timeout
+        state = _Render(url, body, content_type, fetch_sub)
+        context: BrowserContext | None = None
+        try:
+            async with asyncio.timeout(self.render_timeout):
+                context = await browser.new_context(
+                    user_agent=self.user_agent,
+                    service_workers="block",
+                    accept_downloads=False,
+                    java_script_enabled=True,
+                )
+                await context.route("**/*", state.on_route)
+                await context.route_web_socket(lambda _u: True, state.on_websocket)
+                page = await context.new_page()
+                state.page = page
+                context.on("page", state.on_page)
+                page.on("crash", state.on_crash)
+                await page.goto(url, wait_until="load", timeout=self.render_timeout * 1000)
+                # Keep a slice of the budget for serializing the DOM: a page that never goes quiet
+                # (polling) is still rendered, only a page that cannot answer at all is a failure.
+                reserve = min(2.0, self.render_timeout * 0.25)
+                await state.settle(self.settle_ms / 1000.0, deadline - reserve)
+                html = await page.content()
+        except TimeoutError:
+            if state.crashed or not browser.is_connected():
+                raise _Crashed("browser died during render", page_only=browser.is_connected()) from None
+            raise CrawlError(ErrorType.BROWSER_ERROR, f"{url}: render timeout after {self.render_timeout:g}s") from None
+        except PlaywrightError as exc:
+            # Nothing of ours closes the page mid-render, so a closed target means a crash or a kill.
+            if state.crashed or isinstance(exc, TargetClosedError) or not browser.is_connected():
+                page_only = state.crashed and browser.is_connected()
+                raise _Crashed(f"{type(exc).__name__}: {exc.message}", page_only=page_only) from None
+            raise CrawlError(ErrorType.BROWSER_ERROR, f"{url}: render failed: {exc.message}") from None
+        finally:
+            state.cancel_handlers()
+            if context is not None:
+                await self._discard(browser, context)
+        return Rendered(
+            url=url,
+            html=html,
+            elapsed_ms=(time.monotonic() - started) * 1000.0,
+            subrequests=state.subrequests,
+        )
+
+    async def _discard(self, browser: Browser, context: BrowserContext) -> None:
+        if not browser.is_connected():
+            return
+        try:
+            await asyncio.wait_for(context.close(), _CLOSE_TIMEOUT)
+        except (TimeoutError, PlaywrightError):
+            # A context that will not close means a wedged browser: start over rather than leak it.
+            await self._relaunch(browser)

@@ -1,0 +1,1 @@
+"""Worker: the lease loop, one politeness slot per host, page analysis, commits."""

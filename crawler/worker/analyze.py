@@ -1,0 +1,170 @@
+"""Page analysis: extract fields and links from an HTML response, then SimHash near-dup detection."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import TYPE_CHECKING, Any, Protocol
+
+from crawler.core.errors import CrawlError, ErrorType
+from crawler.core.urlnorm import normalize
+from crawler.extract.html import decode_html, extract, looks_like_html, scan_links_fallback
+from crawler.extract.neardup import NearDupIndex, format_simhash, simhash64
+from crawler.fetch.http import Response
+from crawler.ingest.admit import Ingest
+
+if TYPE_CHECKING:  # the browser stack (Playwright) loads only when a crawl renders
+    from crawler.render.renderer import Renderer
+    from crawler.render.types import SubFetch
+
+#: Pages with less visible text than this are fingerprinted but never called near-duplicates:
+#: near-empty pages (app shells, error stubs) all look alike and would hide real content.
+MIN_NEARDUP_TEXT = 200
+
+
+class NearDupChecker(Protocol):
+    """Finds an earlier page within the Hamming distance, or remembers this one."""
+
+    async def check(self, fp: int, url: str) -> str | None:
+        """URL of a near-duplicate seen before; None (and `fp` remembered for `url`) otherwise."""
+        ...
+
+
+class LocalNearDup:
+    """The in-process index: one crawler process sees every page (the embedded crawl)."""
+
+    def __init__(self, index: NearDupIndex) -> None:
+        self.index = index
+
+    async def check(self, fp: int, url: str) -> str | None:
+        """See `NearDupChecker.check`."""
+        dup = self.index.find(fp)
+        if dup is None:
+            self.index.add(fp, url)
+        return None if dup == url else dup
+
+
+class PageAnalyzer:
+    """Fills a record's page fields and decides which links to follow."""
+
+    def __init__(
+        self,
+        ingest: Ingest,
+        neardup: NearDupChecker,
+        *,
+        product_token: str,
+        max_outlinks: int,
+        follow_near_duplicates: bool,
+        renderer: Renderer | None = None,
+    ) -> None:
+        self.ingest = ingest
+        self.neardup = neardup
+        self.token = product_token.lower()
+        self.max_outlinks = max_outlinks
+        self.follow_near_duplicates = follow_near_duplicates
+        self.renderer = renderer
+
+    async def analyze(
+        self,
+        rec: dict[str, Any],
+        resp: Response,
+        final_url: str,
+        *,
+        host: str = "",
+        render_mode: str = "never",
+        fetch_sub: SubFetch | None = None,
+        max_outlinks: int | None = None,
+    ) -> tuple[CrawlError | None, list[str]]:
+        """Fill `rec` from an HTML body; returns (error, links to follow). Non-HTML is left unparsed."""
+        cap = self.max_outlinks if max_outlinks is None else max_outlinks
+        body = resp.body
+        ctype = resp.content_type
+        if resp.charset:
+            ctype = f"{ctype or 'text/html'}; charset={resp.charset}"
+        if not looks_like_html(body, ctype):
+            return None, []
+        html = decode_html(body, ctype)
+        try:
+            page = extract(html, self.token)
+        except Exception as exc:  # a parser bug must cost one page, never the worker
+            links = self.ingest.normalize_links(scan_links_fallback(html)[:cap], final_url)
+            rec["links"] = links
+            rec["links_followed"] = True
+            return CrawlError(ErrorType.PARSE_ERROR, f"{type(exc).__name__}: {exc}"), links
+        if self.renderer is not None and fetch_sub is not None:
+            decision = self.renderer.decide(host, render_mode, html, page)
+            rec["render_reason"] = decision.reason
+            if decision.render:
+                result = await self.renderer.render(
+                    final_url,
+                    host,
+                    body=body,
+                    content_type=resp.content_type or "text/html",
+                    before=page,
+                    fetch_sub=fetch_sub,
+                )
+                if result is not None:
+                    page = result
+                    rec["rendered"] = True
+        base = final_url
+        if page.base_href:
+            with contextlib.suppress(CrawlError):
+                base = normalize(page.base_href, final_url)
+        if len(page.links) > cap:  # every URL a trap limit drops is counted in stats
+            self.ingest.stats.skip("max_outlinks", len(page.links) - cap)
+        links = self.ingest.normalize_links(page.links[:cap], base)
+        canonical = page.canonical
+        if canonical:
+            with contextlib.suppress(CrawlError):
+                canonical = normalize(canonical, base)
+        fp = simhash64(page.text)
+        dup: str | None = None
+        if len(page.text) >= MIN_NEARDUP_TEXT:
+            dup = await self.neardup.check(fp, rec["url"])
+        meta_robots = _merge_robots(page.meta_robots, resp.headers.get("x-robots-tag"), self.token)
+        directives = {d.strip() for d in meta_robots.split(",")} if meta_robots else set()
+        nofollow = page.nofollow or "nofollow" in directives
+        follow = not nofollow and (dup is None or self.follow_near_duplicates)
+        rec.update(
+            title=page.title,
+            description=page.description,
+            canonical=canonical,
+            meta_robots=meta_robots,
+            links=links,
+            links_followed=follow,
+            simhash=format_simhash(fp),
+            text_chars=len(page.text),
+            near_duplicate_of=dup,
+        )
+        return None, links if follow else []
+
+
+def _merge_robots(meta: str | None, header: str | None, token: str) -> str | None:
+    """Meta robots plus the X-Robots-Tag header's directives for all agents or our token."""
+    if not header:
+        return meta
+    found = [d.strip() for d in (meta or "").split(",") if d.strip()]
+    for part in header.split(","):
+        part = part.strip().lower()
+        agent, sep, rest = part.partition(":")
+        if sep and agent.strip() not in {
+            "noindex",
+            "nofollow",
+            "none",
+            "all",
+            "noarchive",
+            "nosnippet",
+            "unavailable_after",
+            "max-snippet",
+            "max-image-preview",
+            "max-video-preview",
+            "noimageindex",
+            "notranslate",
+        }:
+            if agent.strip() != token:
+                continue
+            part = rest.strip()
+        if part == "none":
+            found += ["noindex", "nofollow"]
+        elif part:
+            found.append(part)
+    return ", ".join(dict.fromkeys(found)) or None

@@ -1,0 +1,1 @@
+"""The Redis frontier store: key catalogue and one Lua script per atomic step."""

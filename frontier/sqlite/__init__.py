@@ -1,0 +1,1 @@
+"""The embedded frontier store (SQLite in the crawl's output folder)."""
