@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import pytest
 
+from crawler.core.config import Config
 from crawler.core.errors import CrawlError, ErrorType
 from crawler.core.urlnorm import ParamStripper
 from crawler.fetch.pages import PageFetcher
 from crawler.fetch.robots import RobotsCache, RobotsResponse
 from crawler.ingest.scope import Scope
+from crawler.worker.slot import HostSlots
 
 
 def _fetcher(answer: RobotsResponse | CrawlError) -> PageFetcher:
@@ -17,13 +19,11 @@ def _fetcher(answer: RobotsResponse | CrawlError) -> PageFetcher:
             raise answer
         return answer
 
-    async def no_sleep(_seconds: float) -> None:
-        return None
-
     robots = RobotsCache(fetch, product_token="PoliteCrawler")
     scope = Scope([], max_depth=None, max_url_length=2048, max_repeated_segments=3)
     # The HTTP client is never reached when robots.txt refuses: None proves it.
-    return PageFetcher(None, robots, scope, ParamStripper([]), max_redirects=5, sleep=no_sleep)  # type: ignore[arg-type]
+    slots = HostSlots(Config().for_host, Config().politeness)
+    return PageFetcher(None, robots, scope, ParamStripper([]), slots, max_redirects=5)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
@@ -39,7 +39,7 @@ def _fetcher(answer: RobotsResponse | CrawlError) -> PageFetcher:
 async def test_robots_gate_reports_the_cause(
     answer: RobotsResponse | CrawlError, expected: ErrorType, unavailable: bool
 ) -> None:
-    result = await _fetcher(answer).fetch("http://a.test/page", 0, lambda rules: 0.0)
+    result = await _fetcher(answer).fetch("http://a.test/page", 0)
     assert result.response is None
     assert result.error is not None and result.error.type is expected
     assert result.robots_unavailable is unavailable

@@ -1,47 +1,97 @@
-"""Builds the per-process fetch pipeline (HTTP, robots, fetcher, ingest, analyzer) once, for any mode."""
+"""The one composition root: every crawling process (`crawl`, `crawl --redis`, `worker`) is wired here.
+
+Resources are entered on the caller's `AsyncExitStack` (HTTP session, browser pool, record log), so
+each is closed by the stack that opened it. The differences between modes are parameters: which
+`WorkerFrontier`, which near-duplicate index, whether robots.txt bodies are shared, which per-host
+settings (live overrides in a cluster).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+import signal
+import time
+from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
-from crawler.core.config import Config
+from crawler.core.config import Config, HostSettings
 from crawler.core.stats import Stats
+from crawler.extract.neardup import NearDupChecker
 from crawler.fetch.http import HttpFetcher
 from crawler.fetch.net import AddressPolicy
-from crawler.fetch.pages import PageFetcher, robots_fetcher
+from crawler.fetch.pages import PageFetcher, gated, robots_fetcher
 from crawler.fetch.robots import RobotsCache, RobotsFetch
 from crawler.ingest.admit import Ingest
 from crawler.ingest.scope import Scope
-from crawler.worker.analyze import NearDupChecker, PageAnalyzer
+from crawler.output.sink import RecordLog
+from crawler.worker.analyze import PageAnalyzer
+from crawler.worker.commit import Committer
+from crawler.worker.frontier import WorkerFrontier
+from crawler.worker.lease import LeaseRunner
+from crawler.worker.loop import Worker
+from crawler.worker.slot import HostSlots
+
+#: ~8 KiB per parsed robots.txt: 20k origins bound the cache near 160 MiB; an evicted origin's
+#: robots.txt is simply fetched again (through the host's slot like any request).
+ROBOTS_CACHE_ENTRIES = 20_000
+
+
+def make_scope(cfg: Config, domains: Sequence[str]) -> Scope:
+    """The crawl's scope: configured `allow_domains`, else `domains` (the seeds' hosts); trap limits from config."""
+    c = cfg.crawl
+    return Scope(
+        # Nothing configured or submitted yet: nothing is in scope (an empty Scope would allow everything).
+        list(c.allow_domains) or sorted(domains) or ["invalid."],
+        max_depth=None,  # depth is judged per host by ingest (domain overrides)
+        max_url_length=c.max_url_length,
+        max_repeated_segments=c.max_repeated_segments,
+        max_path_segments=c.max_path_segments,
+    )
+
+
+def on_signals(stack: AsyncExitStack, stop: Callable[[str], None]) -> None:
+    """SIGINT/SIGTERM call `stop(signal name)` until the stack closes (then the default handlers return)."""
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop, sig.name)
+        stack.callback(loop.remove_signal_handler, sig)
 
 
 @dataclass(slots=True)
-class Pipeline:
-    """The objects one crawling process shares between all its fetches."""
+class Crawling:
+    """What one crawling process is made of (tests and the commands reach into it)."""
 
-    policy: AddressPolicy
-    http: HttpFetcher
-    robots: RobotsCache
+    worker: Worker
     ingest: Ingest
-    fetcher: PageFetcher
-    analyzer: PageAnalyzer
+    slots: HostSlots
+    robots: RobotsCache
+    http: HttpFetcher
 
 
-async def open_pipeline(
+async def build_worker(
     stack: AsyncExitStack,
     cfg: Config,
+    *,
+    frontier: WorkerFrontier,
     scope: Scope,
     stats: Stats,
     neardup: NearDupChecker,
-    *,
+    sink_path: Path,
+    stats_path: Path | None,
+    host_settings: Callable[[str], HostSettings] | None = None,
     share_robots: Callable[[RobotsFetch], RobotsFetch] | None = None,
-) -> Pipeline:
-    """Open the HTTP session on `stack` and wire the rest around it.
+    replay: dict[str, dict[str, Any]] | None = None,
+    clock: Callable[[], float] = time.time,
+) -> Crawling:
+    """Open the HTTP session and the record log on `stack` and wire a `Worker` around `frontier`.
 
-    `share_robots` wraps the robots.txt fetch (the distributed crawl shares robots.txt bodies in Redis).
+    `share_robots` wraps the robots.txt fetch (the cluster shares robots.txt bodies in Redis); it sits
+    outside the host's gate, so an answer found in the shared cache costs the host no request.
     """
+    settings = host_settings or cfg.for_host
     policy = AddressPolicy(cfg.network.resolve, allow_private=cfg.network.allow_private)
     f = cfg.fetch
     http = await stack.enter_async_context(
@@ -55,22 +105,21 @@ async def open_pipeline(
             max_connections=max(cfg.crawl.concurrency, 8),
         )
     )
-    p = cfg.politeness
-    fetch_robots = robots_fetcher(http)
+    slots = HostSlots(settings, cfg.politeness, clock=clock)
+    fetch_robots = gated(robots_fetcher(http), slots)
     if share_robots is not None:
         fetch_robots = share_robots(fetch_robots)
+    p = cfg.politeness
     robots = RobotsCache(
         fetch_robots,
         product_token=cfg.crawl.product_token,
         ttl=p.robots_ttl,
         error_ttl=p.robots_error_ttl,
         max_crawl_delay=p.max_crawl_delay,
-        # ~8 KiB per parsed file: 20k origins bound the cache near 160 MiB; an evicted origin's
-        # robots.txt is simply fetched again (the store's politeness still applies to that request).
-        max_entries=20_000,
+        max_entries=ROBOTS_CACHE_ENTRIES,
     )
     ingest = Ingest(cfg, scope, stats)
-    fetcher = PageFetcher(http, robots, ingest, ingest.strip, max_redirects=f.max_redirects)
+    fetcher = PageFetcher(http, robots, ingest, ingest.strip, slots, max_redirects=f.max_redirects)
     renderer = None
     if cfg.fetch.render != "never" or any(d.render not in (None, "never") for d in cfg.domains.values()):
         from crawler.render.renderer import Renderer  # Playwright loads only for crawls that may render
@@ -84,4 +133,29 @@ async def open_pipeline(
         follow_near_duplicates=cfg.crawl.follow_near_duplicates,
         renderer=renderer,
     )
-    return Pipeline(policy, http, robots, ingest, fetcher, analyzer)
+    sink = RecordLog(sink_path)
+    stack.callback(sink.close)
+    runner = LeaseRunner(
+        config=cfg,
+        fetcher=fetcher,
+        analyzer=analyzer,
+        ingest=ingest,
+        slots=slots,
+        frontier=frontier,
+        stats=stats,
+        host_settings=settings,
+        clock=clock,
+    )
+    committer = Committer(frontier, sink, stats, stats_path=stats_path, clock=clock)
+    worker = Worker(
+        config=cfg,
+        frontier=frontier,
+        runner=runner,
+        committer=committer,
+        sink=sink,
+        ingest=ingest,
+        stats=stats,
+        replay=replay,
+        clock=clock,
+    )
+    return Crawling(worker, ingest, slots, robots, http)

@@ -6,44 +6,13 @@ import argparse
 import asyncio
 import logging
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
+from crawler.app.exits import EXIT_OK, EXIT_USAGE, interrupted, job_exit
+from crawler.app.flags import config_flags, number, overrides_from
 from crawler.core.config import Config, load_config
 from crawler.core.errors import ConfigError
-
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-
-
-def _number(kind: type, *, minimum: float = 0) -> Callable[[str], Any]:
-    def parse(text: str) -> Any:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"expected {'an integer' if kind is int else 'a number'}, got {text!r}"
-            ) from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {text!r}")
-        return value
-
-    return parse
-
-
-def _resolve_entry(text: str) -> tuple[str, str]:
-    import ipaddress
-
-    host, sep, addr = text.partition("=")
-    if not sep or not host or not addr:
-        raise argparse.ArgumentTypeError(f"expected HOST=ADDRESS (e.g. '*.test=127.0.0.1'), got {text!r}")
-    try:
-        ipaddress.ip_address(addr.strip("[]"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{addr!r} is not an IP address") from None
-    return host.strip().lower(), addr.strip("[]")
 
 
 def _crawl_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -63,56 +32,6 @@ def _crawl_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type
     p.add_argument("--redis", metavar="URL", help="run frontier and worker in this process on a Redis job instead")
     p.add_argument("--job", default="default", help="job name with --redis (default: default)")
     p.add_argument("--no-progress", action="store_true", help="no live progress display")
-
-
-def config_flags(p: argparse.ArgumentParser) -> None:
-    """The configuration flags every crawling command takes (they override -c files)."""
-    p.add_argument(
-        "-c",
-        "--config",
-        action="append",
-        type=Path,
-        default=[],
-        metavar="CONFIG.toml",
-        help="TOML configuration; repeatable, later files win",
-    )
-    p.add_argument("--max-pages", type=_number(int), help="stop after N recorded pages")
-    p.add_argument("--max-depth", type=_number(int), help="maximum link depth from a seed")
-    p.add_argument("--delay", type=_number(float), help="seconds between requests to one host")
-    p.add_argument("--concurrency", type=_number(int, minimum=1), help="fetches in flight over all hosts")
-    p.add_argument("--user-agent", help="User-Agent header (its first word is the robots.txt token)")
-    p.add_argument(
-        "--resolve",
-        action="append",
-        type=_resolve_entry,
-        default=[],
-        metavar="HOST=ADDR",
-        help="map a host or wildcard (*.test) to an address, like curl --resolve; repeatable",
-    )
-    p.add_argument("--allow-private", action="store_true", help="allow hosts on private/loopback addresses")
-
-
-def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
-    crawl: dict[str, Any] = {}
-    if args.max_pages is not None:
-        crawl["max_pages"] = args.max_pages
-    if args.max_depth is not None:
-        crawl["max_depth"] = args.max_depth
-    if args.concurrency is not None:
-        crawl["concurrency"] = args.concurrency
-    if args.user_agent is not None:
-        crawl["user_agent"] = args.user_agent
-    out: dict[str, Any] = {"crawl": crawl} if crawl else {}
-    if args.delay is not None:
-        out["politeness"] = {"delay": args.delay}
-    network: dict[str, Any] = {}
-    if args.resolve:
-        network["resolve"] = dict(args.resolve)
-    if args.allow_private:
-        network["allow_private"] = True
-    if network:
-        out["network"] = network
-    return out
 
 
 def _config(args: argparse.Namespace) -> Config:
@@ -141,7 +60,9 @@ def _cmd_crawl(args: argparse.Namespace) -> int:
         f"{final['elapsed_s']:.1f}s; output in {args.out / 'pages.jsonl'}",
         file=sys.stderr,
     )
-    return EXIT_OK if final.get("finished") or cfg.crawl.max_pages else EXIT_FAILED
+    if final.get("stopped") and not final.get("finished"):
+        print(f"crawler: interrupted ({final['stopped']}); run the same command again to resume", file=sys.stderr)
+    return job_exit(final)
 
 
 def _dead_letters_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -158,7 +79,7 @@ def _dead_letters_parser(sub: argparse._SubParsersAction) -> None:  # type: igno
     p.add_argument("--redis", metavar="URL", help="the dead letters of a Redis job instead of OUT")
     p.add_argument("--job", default="default", help="job name with --redis (default: default)")
     p.add_argument("--type", dest="error_type", metavar="T", help="only dead letters with this error type")
-    p.add_argument("--limit", type=_number(int, minimum=1), default=1000, help="list at most N (default 1000)")
+    p.add_argument("--limit", type=number(int, minimum=1), default=1000, help="list at most N (default 1000)")
 
 
 def _cmd_dead_letters(args: argparse.Namespace) -> int:
@@ -215,7 +136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"crawler: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        return 130
+        return interrupted("SIGINT")
 
 
 if __name__ == "__main__":

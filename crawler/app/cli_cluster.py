@@ -10,7 +10,8 @@ from typing import Any
 
 import orjson
 
-from crawler.app.cli import EXIT_FAILED, EXIT_OK, config_flags, overrides_from
+from crawler.app.exits import EXIT_FAILED, EXIT_OK, job_exit
+from crawler.app.flags import config_flags, number, overrides_from
 from crawler.core.errors import ConfigError
 from crawler.ingest.seeds import read_seeds
 
@@ -160,13 +161,11 @@ def crawl_on_redis(args: argparse.Namespace) -> int:
         _report_seed_problems(seeds)
     final = _run(run_combined(options(args), seeds.urls if seeds else [], out=args.out))
     print(f"crawler: {final['pages']} pages recorded by this process; output in {args.out}", file=sys.stderr)
-    return EXIT_OK
+    return job_exit(final)
 
 
 def add_cluster_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Register frontier, worker, submit, status and domain."""
-    from crawler.app.cli import _number
-
     p = sub.add_parser("frontier", help="run the frontier service of a Redis job")
     _cluster_flags(p)
     config_flags(p)
@@ -185,7 +184,7 @@ def add_cluster_commands(sub: argparse._SubParsersAction) -> None:  # type: igno
     _cluster_flags(p)
     config_flags(p)
     p.add_argument(
-        "--priority", type=_number(int), default=0, help="accepted for compatibility; queues are per host, oldest first"
+        "--priority", type=number(int), default=0, help="accepted for compatibility; queues are per host, oldest first"
     )
     p.set_defaults(handler=_cmd_submit)
 
@@ -198,10 +197,10 @@ def add_cluster_commands(sub: argparse._SubParsersAction) -> None:  # type: igno
     p.add_argument("action", choices=["set", "show", "list"])
     p.add_argument("host", nargs="?", help="a host or domain (applies to its subdomains too)")
     _cluster_flags(p)
-    p.add_argument("--delay", type=_number(float), help="seconds between requests to one host")
-    p.add_argument("--concurrency", type=_number(int, minimum=1), help="requests in flight per host")
-    p.add_argument("--max-pages", type=_number(int), help="page budget per host")
-    p.add_argument("--max-depth", type=_number(int), help="maximum depth")
+    p.add_argument("--delay", type=number(float), help="seconds between requests to one host")
+    p.add_argument("--concurrency", type=number(int, minimum=1), help="requests in flight per host")
+    p.add_argument("--max-pages", type=number(int), help="page budget per host")
+    p.add_argument("--max-depth", type=number(int), help="maximum depth")
     p.set_defaults(handler=_cmd_domain)
 
 

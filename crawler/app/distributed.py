@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import signal
 import socket
 import time
 import uuid
@@ -23,7 +22,7 @@ from typing import Any
 import orjson
 import redis.asyncio as aioredis
 
-from crawler.app.builder import open_pipeline
+from crawler.app.builder import build_worker, make_scope, on_signals
 from crawler.cluster.remote import LiveDomains, RedisNearDup, RemoteFrontier, parse_domain_settings, shared_robots
 from crawler.cluster.service import FrontierService, ServiceTiming
 from crawler.core.config import Config, config_from_dict, load_config_data
@@ -32,9 +31,7 @@ from crawler.core.stats import Stats
 from crawler.core.urlitem import UrlItem
 from crawler.core.urlnorm import host_key
 from crawler.ingest.admit import Ingest
-from crawler.ingest.scope import Scope
-from crawler.output.sink import RecordLog
-from crawler.worker.loop import Worker
+from crawler.ingest.scope import Scope, seed_domains
 from frontier.redis.keys import ClusterKeys
 from frontier.redis.store import RedisStore
 from frontier.store import AddResult, HostLimits
@@ -82,15 +79,8 @@ def _limits(cfg: Config) -> Callable[[str], HostLimits]:
 
 
 async def _scope(redis: aioredis.Redis, keys: ClusterKeys, cfg: Config) -> Scope:
-    c = cfg.crawl
-    domains = list(c.allow_domains) or sorted(m.decode() for m in await redis.smembers(keys.scope))
-    return Scope(
-        domains or ["invalid."],  # nothing submitted yet: nothing is in scope
-        max_depth=None,
-        max_url_length=c.max_url_length,
-        max_repeated_segments=c.max_repeated_segments,
-        max_path_segments=c.max_path_segments,
-    )
+    """The job's scope: configured domains, else every submitted seed's domain (shared in Redis)."""
+    return make_scope(cfg, [m.decode() for m in await redis.smembers(keys.scope)])
 
 
 async def _open(stack: AsyncExitStack, opts: ClusterOptions) -> tuple[aioredis.Redis, Config, RedisStore]:
@@ -102,13 +92,6 @@ async def _open(stack: AsyncExitStack, opts: ClusterOptions) -> tuple[aioredis.R
     )
     stack.push_async_callback(store.close)
     return redis, cfg, store
-
-
-def _on_signals(stack: AsyncExitStack, stop: Callable[[], None]) -> None:
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop)
-        stack.callback(loop.remove_signal_handler, sig)
 
 
 async def _every(seconds: float, fn: Callable[[], Awaitable[None]]) -> None:
@@ -137,7 +120,7 @@ async def run_frontier(
         await domains.refresh()
         timing = timing or ServiceTiming(heartbeat_ttl=opts.heartbeat_ttl)
         service = FrontierService(redis, store, opts.keys, ingest, domains, timing=timing)
-        _on_signals(stack, service.stop)
+        on_signals(stack, lambda _sig: service.stop())
 
         async def refresh_scope() -> None:
             ingest.scope = await _scope(redis, opts.keys, cfg)
@@ -201,30 +184,26 @@ async def run_worker(
     async with AsyncExitStack() as stack:
         redis, cfg, store = await _open(stack, opts)
         stats = Stats()
-        scope = await _scope(redis, keys, cfg)
-        neardup = RedisNearDup(redis, keys, cfg.crawl.near_duplicate_distance, opts.redis_deadline)
-        robots_share = shared_robots(redis, keys, cfg.politeness.robots_ttl, opts.redis_deadline)
-        pipe = await open_pipeline(stack, cfg, scope, stats, neardup, share_robots=robots_share)
         domains = LiveDomains(redis, keys, cfg)
         await domains.refresh()
         remote = RemoteFrontier(
             redis, keys, store, wid, redis_deadline=opts.redis_deadline, exit_when_done=exit_when_done
         )
         out.mkdir(parents=True, exist_ok=True)
-        sink = RecordLog(out / f"pages-{wid}.jsonl")
-        stack.callback(sink.close)
-        worker = Worker(
-            config=cfg,
-            store=remote,
-            fetcher=pipe.fetcher,
-            ingest=pipe.ingest,
-            analyzer=pipe.analyzer,
-            sink=sink,
+        built = await build_worker(
+            stack,
+            cfg,
+            frontier=remote,
+            scope=await _scope(redis, keys, cfg),
             stats=stats,
+            neardup=RedisNearDup(redis, keys, cfg.crawl.near_duplicate_distance, opts.redis_deadline),
+            sink_path=out / f"pages-{wid}.jsonl",
             stats_path=out / f"stats-{wid}.json",
             host_settings=domains.for_host,
+            share_robots=shared_robots(redis, keys, cfg.politeness.robots_ttl, opts.redis_deadline),
         )
-        _on_signals(stack, worker.stop)
+        worker = built.worker
+        on_signals(stack, worker.stop)
 
         beats = [0]
 
@@ -247,8 +226,7 @@ async def run_worker(
 
         async def refresh() -> None:
             await domains.refresh()
-            fresh = await _scope(redis, keys, cfg)
-            pipe.ingest.scope = fresh
+            built.ingest.scope = await _scope(redis, keys, cfg)
 
         await beat()
         tasks = [
@@ -266,7 +244,7 @@ async def run_worker(
                 # Leaving cleanly: the frontier need not wait for the heartbeat to expire.
                 await redis.delete(keys.alive(wid))
         log.info("worker %s stopped: %d pages", wid, stats.c["pages"])
-        return stats.snapshot(worker=wid, finished=worker.finished)
+        return stats.snapshot(worker=wid, finished=worker.finished, stopped=worker.stop_reason)
 
 
 async def submit(opts: ClusterOptions, seeds: list[str], *, store_config: bool) -> AddResult:
@@ -279,12 +257,7 @@ async def submit(opts: ClusterOptions, seeds: list[str], *, store_config: bool) 
             config_from_dict(data)  # validate before storing
             await redis.set(opts.keys.config, orjson.dumps(data))
         cfg = await job_config(redis, opts)
-        domains = Scope.for_seeds(
-            seeds,
-            max_depth=None,
-            max_url_length=cfg.crawl.max_url_length,
-            max_repeated_segments=cfg.crawl.max_repeated_segments,
-        ).allow_domains
+        domains = seed_domains(seeds)
         if domains:
             await redis.sadd(opts.keys.scope, *sorted(domains))
         store = await RedisStore.open(

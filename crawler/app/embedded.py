@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import fcntl
 import logging
-import signal
 import time
 from collections.abc import Iterator
 from contextlib import AsyncExitStack
@@ -16,16 +15,15 @@ from typing import Any
 
 import orjson
 
-from crawler.app.builder import open_pipeline
+from crawler.app.builder import build_worker, make_scope, on_signals
 from crawler.core.config import Config
 from crawler.core.errors import ConfigError
 from crawler.core.stats import Stats
-from crawler.extract.neardup import NearDupIndex
-from crawler.ingest.scope import Scope
+from crawler.extract.neardup import MIN_NEARDUP_TEXT, LocalNearDup, NearDupIndex
+from crawler.ingest.scope import Scope, seed_domains
 from crawler.output.progress import report_progress
 from crawler.output.sink import RecordLog
-from crawler.worker.analyze import MIN_NEARDUP_TEXT, LocalNearDup
-from crawler.worker.loop import Worker
+from crawler.worker.frontier import StoreFrontier
 from frontier.sqlite.store import DB_FILENAME, SqliteStore
 from frontier.store import HostLimits
 
@@ -68,19 +66,11 @@ def folder_lock(out: Path) -> Iterator[None]:
 
 def _scope(job: CrawlJob, known_domains: list[str]) -> Scope:
     """Configured domains, else the seeds' hosts plus those of earlier runs of this folder."""
-    c = job.config.crawl
-    limits: dict[str, Any] = {
-        "max_depth": None,  # depth is checked per host in ingest (domain overrides)
-        "max_url_length": c.max_url_length,
-        "max_repeated_segments": c.max_repeated_segments,
-        "max_path_segments": c.max_path_segments,
-    }
-    if c.allow_domains:
-        return Scope(list(c.allow_domains), **limits)
-    domains = set(known_domains) | set(Scope.for_seeds(job.seeds, **limits).allow_domains)
-    if not domains:
+    cfg = job.config
+    domains = set(known_domains) | set(seed_domains(job.seeds))
+    if not cfg.crawl.allow_domains and not domains:
         raise ConfigError("no valid seed URL given")
-    return Scope(sorted(domains), **limits)
+    return make_scope(cfg, sorted(domains))
 
 
 def _rebuild_neardup(path: Path, index: NearDupIndex) -> None:
@@ -132,28 +122,21 @@ async def _run(job: CrawlJob) -> dict[str, Any]:
         neardup = NearDupIndex(cfg.crawl.near_duplicate_distance)
         if committed:
             _rebuild_neardup(job.out / PAGES, neardup)
-        sink = RecordLog(job.out / PAGES)
-        stack.callback(sink.close)
-
-        pipe = await open_pipeline(stack, cfg, scope, stats, LocalNearDup(neardup))
-        ingest = pipe.ingest
-        added = await store.add(ingest.admit_seeds(job.seeds), time.time())
-        log.info("seeds: %d queued, %d already known", added.queued, added.duplicates)
-        worker = Worker(
-            config=cfg,
-            store=store,
-            fetcher=pipe.fetcher,
-            ingest=ingest,
-            analyzer=pipe.analyzer,
-            sink=sink,
+        built = await build_worker(
+            stack,
+            cfg,
+            frontier=StoreFrontier(store),
+            scope=scope,
             stats=stats,
+            neardup=LocalNearDup(neardup),
+            sink_path=job.out / PAGES,
             stats_path=job.out / STATS,
             replay=replay,
         )
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, worker.stop)
-            stack.callback(loop.remove_signal_handler, sig)
+        worker = built.worker
+        added = await store.add(built.ingest.admit_seeds(job.seeds), time.time())
+        log.info("seeds: %d queued, %d already known", added.queued, added.duplicates)
+        on_signals(stack, worker.stop)
 
         async def snapshot() -> dict[str, Any]:
             counts = await store.counts()
@@ -168,5 +151,10 @@ async def _run(job: CrawlJob) -> dict[str, Any]:
                 await asyncio.gather(progress, return_exceptions=True)
         counts = await store.counts()
         return stats.snapshot(
-            queued=counts.queued, in_flight=0, hosts=counts.hosts, dead=counts.dead, finished=worker.finished
+            queued=counts.queued,
+            in_flight=0,
+            hosts=counts.hosts,
+            dead=counts.dead,
+            finished=worker.finished,
+            stopped=worker.stop_reason,
         )

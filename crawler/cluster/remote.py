@@ -30,7 +30,7 @@ from crawler.core.urlitem import UrlItem
 from crawler.extract.neardup import block_keys
 from crawler.fetch.robots import RobotsFetch, RobotsResponse
 from frontier.redis.keys import ClusterKeys
-from frontier.store import AddResult, Counts, DeadLetter, FrontierStore, HostLimits, Lease, Outcome
+from frontier.store import Counts, FrontierStore, HostLimits, Lease, Outcome
 
 log = logging.getLogger("crawler.cluster.remote")
 _NEARDUP_LUA = Path(frontier.redis.__file__).resolve().parent / "lua" / "neardup.lua"
@@ -68,7 +68,12 @@ async def with_redis_retry(op: Callable[[], Awaitable[T]], deadline: float, what
 
 
 class RemoteFrontier:
-    """The `FrontierStore` methods a Worker calls, served by the frontier service through Redis."""
+    """`WorkerFrontier` served by the cluster's frontier service through Redis.
+
+    Claims come from this worker's inbox (the service fills it with leases of the hosts this worker
+    owns on the ring); outcomes and links go back on the outcomes list in one push, where the service
+    applies them, judges staleness and dedups the links (so `finish` cannot report verdicts: None).
+    """
 
     def __init__(
         self,
@@ -88,7 +93,6 @@ class RemoteFrontier:
         self.deadline = redis_deadline
         self.exit_when_done = exit_when_done
         self.poll = poll_interval
-        self._meta: dict[str, str] = {}
 
     async def claim(self, now: float, limit: int) -> list[Lease]:
         """Take up to `limit` leases from this worker's inbox."""
@@ -96,19 +100,13 @@ class RemoteFrontier:
         raw = await with_redis_retry(lambda: self.redis.lpop(inbox, limit), self.deadline, "claim")
         return [decode_lease(r) for r in raw or []]
 
-    async def complete(self, outcomes: Sequence[Outcome], now: float) -> int:
-        """Send outcomes to the frontier (one round trip); staleness is judged there."""
-        if outcomes:
-            msgs = [encode_outcome(o, self.worker_id) for o in outcomes]
+    async def finish(self, outcomes: Sequence[Outcome], links: Sequence[UrlItem], now: float) -> None:
+        """Send outcomes, then the links found, in one push; the frontier service applies and judges them."""
+        msgs = [encode_outcome(o, self.worker_id) for o in outcomes]
+        if links:
+            msgs.append(encode_links(links, self.worker_id))
+        if msgs:
             await with_redis_retry(lambda: self.redis.rpush(self.keys.outcomes, *msgs), self.deadline, "ack")
-        return 0
-
-    async def add(self, items: Sequence[UrlItem], now: float) -> AddResult:
-        """Send discovered links to the frontier, which dedups them (its counters hold the verdicts)."""
-        if items:
-            msg = encode_links(items, self.worker_id)
-            await with_redis_retry(lambda: self.redis.rpush(self.keys.outcomes, msg), self.deadline, "links")
-        return AddResult(queued=len(items))
 
     async def release(self, leases: Sequence[Lease], now: float) -> None:
         """Hand leases back unfetched."""
@@ -122,10 +120,6 @@ class RemoteFrontier:
         waiting = await with_redis_retry(lambda: self.redis.lpop(inbox, 100_000), self.deadline, "release")
         await self.release([decode_lease(r) for r in waiting or []], 0.0)
         return len(waiting or [])
-
-    async def reclaim_expired(self, now: float) -> int:
-        """The frontier service reclaims; nothing to do on a worker."""
-        return 0
 
     async def next_due(self, now: float) -> float | None:
         """Poll again shortly; None (finish) only in exit-when-done mode once the job is done."""
@@ -141,31 +135,14 @@ class RemoteFrontier:
         """Crawl-delay learned by this worker: the shared store's spacing follows."""
         await with_redis_retry(lambda: self.store.set_host_limits(host, limits), self.deadline, "limits")
 
+    async def checkpoint(self, log_offset: int, stats: dict[str, Any]) -> None:
+        """Nothing to make durable here: outcomes were pushed to Redis as they were finished, and the
+        heartbeat publishes the counters. (A cluster worker's log is not replayed: a lease it did not
+        hand back is given to another worker, which fetches the URL again.)"""
+
     async def counts(self) -> Counts:
         """The shared frontier's sizes."""
         return await with_redis_retry(self.store.counts, self.deadline, "counts")
-
-    async def dead_letters(self, limit: int = 1000) -> list[DeadLetter]:
-        """The shared dead letters."""
-        return await self.store.dead_letters(limit)
-
-    async def requeue_dead(self, error_type: str | None, now: float) -> int:
-        """Requeue shared dead letters."""
-        return await self.store.requeue_dead(error_type, now)
-
-    async def get_meta(self, key: str) -> str | None:
-        """Worker-local bookkeeping (the embedded crawl keeps its log offset here)."""
-        return self._meta.get(key)
-
-    async def set_meta(self, key: str, value: str) -> None:
-        """Worker-local bookkeeping; the heartbeat publishes the stats."""
-        self._meta[key] = value
-
-    async def flush(self) -> None:
-        """Outcomes are sent as they are completed: nothing is buffered here."""
-
-    async def close(self) -> None:
-        """The Redis client is owned by the composition root."""
 
 
 class RedisNearDup:

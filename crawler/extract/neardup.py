@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 from itertools import repeat
+from typing import Protocol
 
 import numpy as np
 import xxhash
@@ -181,3 +182,30 @@ class NearDupIndex:
 
     def __len__(self) -> int:
         return len(self._fps)
+
+
+#: Pages with less visible text than this are fingerprinted but never called near-duplicates:
+#: near-empty pages (app shells, error stubs) all look alike and would hide real content.
+MIN_NEARDUP_TEXT = 200
+
+
+class NearDupChecker(Protocol):
+    """Finds an earlier page within the Hamming distance, or remembers this one."""
+
+    async def check(self, fp: int, url: str) -> str | None:
+        """URL of a near-duplicate seen before; None (and `fp` remembered for `url`) otherwise."""
+        ...
+
+
+class LocalNearDup:
+    """The in-process index: one crawler process sees every page (the embedded crawl)."""
+
+    def __init__(self, index: NearDupIndex) -> None:
+        self.index = index
+
+    async def check(self, fp: int, url: str) -> str | None:
+        """See `NearDupChecker.check`."""
+        dup = self.index.find(fp)
+        if dup is None:
+            self.index.add(fp, url)
+        return None if dup == url else dup

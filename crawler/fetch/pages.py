@@ -1,22 +1,22 @@
 """Fetch one page politely: robots.txt first, then HTTP hop by hop, every redirect re-checked.
 
-Same-host redirects are followed here, waiting the host's delay between hops (the caller holds the
-host's slot, so no other request to it can interleave). A redirect to another host leaves this host's
-slot: it is handed back as `redirect_to`, and the target enters the frontier like a link, where its
-own host's politeness and robots.txt apply.
+Every request goes through the host's gate (`RequestGate`, the worker's per-host slot), which alone
+decides when it may start: robots.txt (see `gated`), each page request and each same-host redirect hop.
+A redirect to another host is handed back as `redirect_to`, and the target enters the frontier like a
+link, where its own host's politeness and robots.txt apply.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from crawler.core.errors import CrawlError, ErrorType
 from crawler.core.urlnorm import ParamStripper, host_key, normalize, origin
 from crawler.fetch.http import HttpFetcher, Response
-from crawler.fetch.robots import RobotsCache, RobotsResponse, RobotsRules
+from crawler.fetch.robots import RobotsCache, RobotsFetch, RobotsResponse, RobotsRules
 
 #: robots.txt bodies are read up to this many bytes (the rest is cut, not refused); RobotsCache parses
 #: the first 512 KiB of them, above RFC 9309's 500 KiB minimum.
@@ -31,6 +31,28 @@ def robots_fetcher(http: HttpFetcher) -> Callable[[str], Awaitable[RobotsRespons
         return RobotsResponse(status=resp.status, body=resp.body, location=resp.location)
 
     return fetch
+
+
+class RequestGate(Protocol):
+    """The per-host politeness gate every request passes (implemented by the worker's host slots)."""
+
+    def request(self, host: str) -> AbstractAsyncContextManager[None]:
+        """Hold the host's gate for one request."""
+        ...
+
+    def learn_crawl_delay(self, host: str, crawl_delay: float | None) -> bool:
+        """Remember the host's robots.txt Crawl-delay; True when it changed."""
+        ...
+
+
+def gated(fetch: RobotsFetch, gate: RequestGate) -> RobotsFetch:
+    """A robots.txt fetch that passes the host's gate: robots.txt is a request to the host like any other."""
+
+    async def fetch_gated(url: str) -> RobotsResponse:
+        async with gate.request(host_key(url)):
+            return await fetch(url)
+
+    return fetch_gated
 
 
 _NETWORK_CAUSES = frozenset(e.value for e in ErrorType) - {ErrorType.ROBOTS_DISALLOWED.value}
@@ -65,36 +87,27 @@ class PageFetcher:
         robots: RobotsCache,
         scope: ScopeCheck,
         strip: ParamStripper,
+        gate: RequestGate,
         *,
         max_redirects: int,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.http = http
         self.robots = robots
         self.scope = scope
         self.strip = strip
+        self.gate = gate
         self.max_redirects = max_redirects
-        self._sleep = sleep
 
-    async def _rules(self, url: str, delay_for: Callable[[RobotsRules], float]) -> RobotsRules:
-        """Robots rules for the URL's origin; waits the host's delay after a fresh robots fetch."""
-        org = origin(url)
-        rules = self.robots.cached(org)
-        if rules is None:
-            rules = await self.robots.get(org)
-            # The robots request counted as a request to this host: keep the gap before the page.
-            await self._sleep(delay_for(rules))
-        return rules
-
-    async def fetch(self, url: str, depth: int, delay_for: Callable[[RobotsRules], float]) -> PageFetch:
-        """Fetch `url`, following same-host redirects; `delay_for(rules)` is the host's gap in seconds."""
+    async def fetch(self, url: str, depth: int) -> PageFetch:
+        """Fetch `url` (robots.txt first), following same-host redirects hop by hop through the host's gate."""
         result = PageFetch(url=url, final_url=url)
         host = host_key(url)
         chain = {url}
         current = url
         for hop in range(self.max_redirects + 1):
-            rules = await self._rules(current, delay_for)
+            rules = await self.robots.get(origin(current))
             result.rules = rules
+            self.gate.learn_crawl_delay(host, rules.crawl_delay)
             if rules.kind == "disallow_all" and rules.reason.startswith(ErrorType.PRIVATE_ADDRESS.value):
                 # The host itself is refused: the page would be too, so this is final.
                 result.error = CrawlError(ErrorType.PRIVATE_ADDRESS, f"{host} resolves to a refused address")
@@ -110,7 +123,8 @@ class PageFetcher:
                 result.error = CrawlError(ErrorType.ROBOTS_DISALLOWED, "disallowed by robots.txt")
                 return result
             try:
-                resp = await self.http.fetch(current)
+                async with self.gate.request(host):
+                    resp = await self.http.fetch(current)
             except CrawlError as exc:
                 result.error = exc
                 return result
@@ -137,7 +151,6 @@ class PageFetcher:
                 result.redirect_to = target
                 return result
             chain.add(target)
-            await self._sleep(delay_for(rules))
             current = target
         result.error = CrawlError(ErrorType.TOO_MANY_REDIRECTS, f"more than {self.max_redirects} redirects from {url}")
         return result

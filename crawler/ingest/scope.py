@@ -66,8 +66,7 @@ class Scope:
     @classmethod
     def for_seeds(cls, seed_urls: Iterable[str], **limits: Any) -> Scope:
         """A scope allowing each seed's host (port ignored) and its subdomains; raises CrawlError."""
-        hosts = {_strip_port(host_key(normalize(u))) for u in seed_urls}
-        return cls(sorted(hosts), **limits)
+        return cls(seed_domains(seed_urls), **limits)
 
     @property
     def allow_domains(self) -> frozenset[str]:
@@ -147,3 +146,8 @@ def _repeats(segs: list[str], limit: int) -> bool:
                 return True
             counts[s] = n
     return False
+
+
+def seed_domains(seed_urls: Iterable[str]) -> list[str]:
+    """The domains seeds put in scope: each seed's host, port ignored (its subdomains follow); raises CrawlError."""
+    return sorted({_strip_port(host_key(normalize(u))) for u in seed_urls})

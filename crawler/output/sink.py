@@ -13,6 +13,8 @@ from typing import Any
 
 import orjson
 
+from crawler.core.record import Record
+
 
 class RecordLog:
     """Append-only JSONL file with buffered writes and crash-tail recovery."""
@@ -23,9 +25,9 @@ class RecordLog:
         self._fh = open(path, "ab")  # noqa: SIM115 - owned by this object, closed in close()
         self.offset = self._fh.tell()
 
-    def write(self, record: dict[str, Any]) -> None:
+    def write(self, record: Record) -> None:
         """Queue one record; it reaches the file on the next `flush`."""
-        self._buf.append(orjson.dumps(record) + b"\n")
+        self._buf.append(record.to_json())
 
     def flush(self) -> int:
         """Write queued records; returns the new end offset (what the frontier may commit)."""

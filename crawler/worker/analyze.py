@@ -3,44 +3,19 @@
 from __future__ import annotations
 
 import contextlib
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING
 
 from crawler.core.errors import CrawlError, ErrorType
+from crawler.core.record import Record
 from crawler.core.urlnorm import normalize
 from crawler.extract.html import decode_html, extract, looks_like_html, scan_links_fallback
-from crawler.extract.neardup import NearDupIndex, format_simhash, simhash64
+from crawler.extract.neardup import MIN_NEARDUP_TEXT, NearDupChecker, format_simhash, simhash64
 from crawler.fetch.http import Response
 from crawler.ingest.admit import Ingest
 
 if TYPE_CHECKING:  # the browser stack (Playwright) loads only when a crawl renders
     from crawler.render.renderer import Renderer
     from crawler.render.types import SubFetch
-
-#: Pages with less visible text than this are fingerprinted but never called near-duplicates:
-#: near-empty pages (app shells, error stubs) all look alike and would hide real content.
-MIN_NEARDUP_TEXT = 200
-
-
-class NearDupChecker(Protocol):
-    """Finds an earlier page within the Hamming distance, or remembers this one."""
-
-    async def check(self, fp: int, url: str) -> str | None:
-        """URL of a near-duplicate seen before; None (and `fp` remembered for `url`) otherwise."""
-        ...
-
-
-class LocalNearDup:
-    """The in-process index: one crawler process sees every page (the embedded crawl)."""
-
-    def __init__(self, index: NearDupIndex) -> None:
-        self.index = index
-
-    async def check(self, fp: int, url: str) -> str | None:
-        """See `NearDupChecker.check`."""
-        dup = self.index.find(fp)
-        if dup is None:
-            self.index.add(fp, url)
-        return None if dup == url else dup
 
 
 class PageAnalyzer:
@@ -65,7 +40,7 @@ class PageAnalyzer:
 
     async def analyze(
         self,
-        rec: dict[str, Any],
+        rec: Record,
         resp: Response,
         final_url: str,
         *,
@@ -87,12 +62,12 @@ class PageAnalyzer:
             page = extract(html, self.token)
         except Exception as exc:  # a parser bug must cost one page, never the worker
             links = self.ingest.normalize_links(scan_links_fallback(html)[:cap], final_url)
-            rec["links"] = links
-            rec["links_followed"] = True
+            rec.links = links
+            rec.links_followed = True
             return CrawlError(ErrorType.PARSE_ERROR, f"{type(exc).__name__}: {exc}"), links
         if self.renderer is not None and fetch_sub is not None:
             decision = self.renderer.decide(host, render_mode, html, page)
-            rec["render_reason"] = decision.reason
+            rec.render_reason = decision.reason
             if decision.render:
                 result = await self.renderer.render(
                     final_url,
@@ -104,7 +79,7 @@ class PageAnalyzer:
                 )
                 if result is not None:
                     page = result
-                    rec["rendered"] = True
+                    rec.rendered = True
         base = final_url
         if page.base_href:
             with contextlib.suppress(CrawlError):
@@ -119,22 +94,20 @@ class PageAnalyzer:
         fp = simhash64(page.text)
         dup: str | None = None
         if len(page.text) >= MIN_NEARDUP_TEXT:
-            dup = await self.neardup.check(fp, rec["url"])
+            dup = await self.neardup.check(fp, rec.url)
         meta_robots = _merge_robots(page.meta_robots, resp.headers.get("x-robots-tag"), self.token)
         directives = {d.strip() for d in meta_robots.split(",")} if meta_robots else set()
         nofollow = page.nofollow or "nofollow" in directives
         follow = not nofollow and (dup is None or self.follow_near_duplicates)
-        rec.update(
-            title=page.title,
-            description=page.description,
-            canonical=canonical,
-            meta_robots=meta_robots,
-            links=links,
-            links_followed=follow,
-            simhash=format_simhash(fp),
-            text_chars=len(page.text),
-            near_duplicate_of=dup,
-        )
+        rec.title = page.title
+        rec.description = page.description
+        rec.canonical = canonical
+        rec.meta_robots = meta_robots
+        rec.links = links
+        rec.links_followed = follow
+        rec.simhash = format_simhash(fp)
+        rec.text_chars = len(page.text)
+        rec.near_duplicate_of = dup
         return None, links if follow else []
 
 

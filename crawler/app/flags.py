@@ -1,0 +1,86 @@
+"""Flags shared by the crawling commands, and the overrides they make to the configuration."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+
+def number(kind: type, *, minimum: float = 0) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected {'an integer' if kind is int else 'a number'}, got {text!r}"
+            ) from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {text!r}")
+        return value
+
+    return parse
+
+
+def _resolve_entry(text: str) -> tuple[str, str]:
+    import ipaddress
+
+    host, sep, addr = text.partition("=")
+    if not sep or not host or not addr:
+        raise argparse.ArgumentTypeError(f"expected HOST=ADDRESS (e.g. '*.test=127.0.0.1'), got {text!r}")
+    try:
+        ipaddress.ip_address(addr.strip("[]"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{addr!r} is not an IP address") from None
+    return host.strip().lower(), addr.strip("[]")
+
+
+def config_flags(p: argparse.ArgumentParser) -> None:
+    """The configuration flags every crawling command takes (they override -c files)."""
+    p.add_argument(
+        "-c",
+        "--config",
+        action="append",
+        type=Path,
+        default=[],
+        metavar="CONFIG.toml",
+        help="TOML configuration; repeatable, later files win",
+    )
+    p.add_argument("--max-pages", type=number(int), help="stop after N recorded pages")
+    p.add_argument("--max-depth", type=number(int), help="maximum link depth from a seed")
+    p.add_argument("--delay", type=number(float), help="seconds between requests to one host")
+    p.add_argument("--concurrency", type=number(int, minimum=1), help="fetches in flight over all hosts")
+    p.add_argument("--user-agent", help="User-Agent header (its first word is the robots.txt token)")
+    p.add_argument(
+        "--resolve",
+        action="append",
+        type=_resolve_entry,
+        default=[],
+        metavar="HOST=ADDR",
+        help="map a host or wildcard (*.test) to an address, like curl --resolve; repeatable",
+    )
+    p.add_argument("--allow-private", action="store_true", help="allow hosts on private/loopback addresses")
+
+
+def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
+    crawl: dict[str, Any] = {}
+    if args.max_pages is not None:
+        crawl["max_pages"] = args.max_pages
+    if args.max_depth is not None:
+        crawl["max_depth"] = args.max_depth
+    if args.concurrency is not None:
+        crawl["concurrency"] = args.concurrency
+    if args.user_agent is not None:
+        crawl["user_agent"] = args.user_agent
+    out: dict[str, Any] = {"crawl": crawl} if crawl else {}
+    if args.delay is not None:
+        out["politeness"] = {"delay": args.delay}
+    network: dict[str, Any] = {}
+    if args.resolve:
+        network["resolve"] = dict(args.resolve)
+    if args.allow_private:
+        network["allow_private"] = True
+    if network:
+        out["network"] = network
+    return out

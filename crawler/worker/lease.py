@@ -1,0 +1,173 @@
+"""One lease, start to end: fetch through the host's slot, build the record, decide the outcome.
+
+`LeaseRunner.run` returns what the lease came to (a record to write, if any, and the outcome for
+the frontier); it writes nothing itself, so it can be tested in-process with an injected clock.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from crawler.core.config import Config, HostSettings
+from crawler.core.errors import RETRYABLE, CrawlError, ErrorType
+from crawler.core.recent import RecentDict
+from crawler.core.record import Record, iso_utc
+from crawler.core.stats import Counter, Stats
+from crawler.core.urlitem import UrlItem
+from crawler.fetch.pages import PageFetch, PageFetcher
+from crawler.ingest.admit import Ingest
+from crawler.worker.analyze import PageAnalyzer
+from crawler.worker.frontier import WorkerFrontier
+from crawler.worker.retry import is_retryable, retry_at
+from crawler.worker.slot import HOST_MEMORY, HostSlots
+from crawler.worker.subfetch import sub_fetcher
+from frontier.store import HostLimits, Lease, Outcome, OutcomeKind
+
+
+@dataclass(slots=True)
+class Finished:
+    """What a lease came to: the record to write (None for a retry) and the outcome for the frontier."""
+
+    record: Record | None
+    outcome: Outcome
+
+
+class LeaseRunner:
+    """Fetches, analyzes and judges one lease at a time (many run concurrently on one event loop)."""
+
+    def __init__(
+        self,
+        *,
+        config: Config,
+        fetcher: PageFetcher,
+        analyzer: PageAnalyzer,
+        ingest: Ingest,
+        slots: HostSlots,
+        frontier: WorkerFrontier,
+        stats: Stats,
+        host_settings: Callable[[str], HostSettings],
+        clock: Callable[[], float] = time.time,
+        jitter: Callable[[], float] = lambda: random.uniform(0.8, 1.2),
+    ) -> None:
+        self.config = config
+        self.fetcher = fetcher
+        self.analyzer = analyzer
+        self.ingest = ingest
+        self.slots = slots
+        self.frontier = frontier
+        self.stats = stats
+        self.host_settings = host_settings
+        self.clock = clock
+        self.jitter = jitter
+        self._told: RecentDict[str, HostLimits] = RecentDict(HOST_MEMORY)
+
+    async def run(self, lease: Lease) -> Finished:
+        """Fetch the lease's URL and decide: done (record), retry (no record yet) or dead (record)."""
+        item = lease.item
+        settings = self.host_settings(item.host)
+        started = self.clock()
+        try:
+            pf = await self.fetcher.fetch(item.url, item.depth)
+        except CrawlError as exc:  # defensive: the fetcher reports errors in its result
+            pf = PageFetch(url=item.url, final_url=item.url, error=exc)
+        await self._tell_store(item.host, settings)
+        resp = pf.response
+        if resp is not None:
+            self.stats.incr(Counter.FETCHED)
+            self.stats.incr(Counter.BYTES, len(resp.body))
+            self.slots.answered(item.host, resp.status, resp.retry_after)
+        elif pf.error is not None and pf.error.type in RETRYABLE:
+            self.slots.answered(item.host, None)  # a network failure counts towards the host's breaker
+        if pf.robots_unavailable and pf.rules is not None:
+            # Retry when robots.txt may be fetched again; until then the host is not leased.
+            expires = pf.rules.expires_at
+            return await self._retry_or_die(lease, pf, started, host_due=expires, when=expires)
+        if is_retryable(pf.error, resp.status if resp is not None else None):
+            return await self._retry_or_die(lease, pf, started, host_due=self.slots.due(item.host))
+        try:
+            rec, follow = await self._record(item, pf, started, settings)
+        except CrawlError as exc:  # the browser failed: try the page again later
+            pf.error = exc
+            return await self._retry_or_die(lease, pf, started, host_due=self.slots.due(item.host))
+        # The host's due time is read after the render: its subrequests count as requests to the host.
+        return self._finish(lease, rec, follow, self.slots.due(item.host), "done")
+
+    async def _tell_store(self, host: str, settings: HostSettings) -> None:
+        """Crawl-delay learned or a live override: the store's spacing for the host follows."""
+        limits = settings.limits(self.slots.crawl_delay(host))
+        if self._told.get(host) != limits:
+            self._told[host] = limits
+            await self.frontier.set_host_limits(host, limits)
+
+    async def _retry_or_die(
+        self, lease: Lease, pf: PageFetch, started: float, *, host_due: float, when: float | None = None
+    ) -> Finished:
+        attempts = lease.item.attempts + 1
+        at = retry_at(self.config.fetch, attempts, host_due=host_due, now=self.clock(), jitter=self.jitter())
+        if at is not None:
+            self.stats.incr(Counter.RETRIES)
+            return Finished(None, Outcome(lease, "retry", host_due, retry_at=when if when is not None else at))
+        rec, _ = await self._record(lease.item, pf, started)
+        rec.dead_letter = True
+        self.stats.incr(Counter.DEAD_LETTERS)
+        return self._finish(lease, rec, [], host_due, "dead")
+
+    async def _record(
+        self, item: UrlItem, pf: PageFetch, started: float, settings: HostSettings | None = None
+    ) -> tuple[Record, list[str]]:
+        """The record of a fetch, analyzed when it is a 2xx page; returns it with the links to follow."""
+        rec = base_record(item, pf, started)
+        resp = pf.response
+        error = pf.error
+        follow: list[str] = []
+        if pf.redirect_to is not None:
+            follow = [pf.redirect_to]
+            rec.links = follow
+            rec.links_followed = True
+            self.stats.incr(Counter.REDIRECTS)
+        elif resp is not None and error is None:
+            if resp.status >= 400:
+                error = CrawlError(ErrorType.HTTP_ERROR, f"HTTP {resp.status}")
+            elif 200 <= resp.status < 300:
+                error, follow = await self.analyzer.analyze(
+                    rec,
+                    resp,
+                    pf.final_url,
+                    host=item.host,
+                    render_mode=settings.render if settings is not None else "never",
+                    fetch_sub=sub_fetcher(item.host, self.fetcher, self.slots, self.stats)
+                    if settings is not None
+                    else None,
+                    max_outlinks=settings.max_outlinks if settings is not None else None,
+                )
+        if error is not None:
+            rec.error = error.as_dict()
+            self.stats.error(error.type.value)
+            if error.type is ErrorType.ROBOTS_DISALLOWED:
+                self.stats.incr(Counter.ROBOTS_DISALLOWED)
+        return rec, follow
+
+    def _finish(self, lease: Lease, rec: Record, follow: list[str], host_due: float, kind: OutcomeKind) -> Finished:
+        links = self.ingest.admit(follow, lease.item.depth + 1) if follow else []
+        return Finished(rec, Outcome(lease, kind, host_due, error=rec.error, links=links))
+
+
+def base_record(item: UrlItem, pf: PageFetch, started: float) -> Record:
+    """The fields every record has, from the fetch alone (page fields are filled by the analyzer)."""
+    resp = pf.response
+    return Record(
+        url=item.url,
+        final_url=pf.final_url,
+        status=resp.status if resp is not None else None,
+        content_type=resp.content_type if resp is not None else None,
+        depth=item.depth,
+        fetched_at=iso_utc(started),
+        elapsed_ms=round(resp.elapsed_ms, 1) if resp is not None else None,
+        redirects=pf.hops,
+        redirect_to=pf.redirect_to,
+        bytes=len(resp.body) if resp is not None else 0,
+        attempts=item.attempts + 1,
+    )

@@ -1,0 +1,160 @@
+"""One politeness gate per host: every request this process makes to a host passes through it.
+
+Pages, robots.txt, same-host redirect hops, retries and a rendered page's subrequests all enter
+`HostSlots.request(host)`. It waits for the host's due time, takes one of the host's `concurrency`
+places, and on the way out (always: `try/finally`) records when the request ended. When a host is
+due comes from the pure function in `frontier.politeness`; the store keeps the cross-worker truth
+(a host is not leased again before the `host_due` this gate reports). Nothing else in the worker
+sleeps for politeness.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+from crawler.core.config import HostSettings, PolitenessSettings
+from frontier.politeness import HostPace, PaceRules, next_due
+
+HOST_MEMORY = 100_000  # hosts whose politeness state one process remembers (most recently used)
+
+
+@dataclass(slots=True)
+class _Host:
+    last_start: float = -math.inf
+    last_end: float = -math.inf
+    hold: float = -math.inf  # no start before this: Retry-After, backoff, an open circuit
+    active: int = 0
+    waiting: int = 0
+    crawl_delay: float | None = None  # robots.txt Crawl-delay, once learned
+    pace: HostPace = field(default_factory=HostPace)
+    turn: asyncio.Lock = field(default_factory=asyncio.Lock)  # waiters line up: first come, first served
+    freed: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class HostSlots:
+    """The per-host gates of one crawling process (pages, robots.txt, redirects, render subrequests)."""
+
+    def __init__(
+        self,
+        settings: Callable[[str], HostSettings],
+        politeness: PolitenessSettings,
+        *,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        memory: int = HOST_MEMORY,
+    ) -> None:
+        self._settings = settings
+        self._politeness = politeness
+        self._clock = clock
+        self._sleep = sleep
+        self._memory = memory
+        self._hosts: OrderedDict[str, _Host] = OrderedDict()
+
+    def _host(self, host: str) -> _Host:
+        state = self._hosts.get(host)
+        if state is None:
+            state = self._hosts[host] = _Host()
+            self._evict()
+        else:
+            self._hosts.move_to_end(host)
+        return state
+
+    def _evict(self) -> None:
+        # Forget the least recently used idle hosts; a host with requests running or waiting keeps its
+        # state, or a newcomer's fresh state could let a request start too early.
+        excess = len(self._hosts) - self._memory
+        if excess <= 0:
+            return
+        for name in list(self._hosts)[: excess + 64]:
+            state = self._hosts[name]
+            if state.active == 0 and state.waiting == 0:
+                del self._hosts[name]
+                excess -= 1
+                if excess <= 0:
+                    return
+
+    def rules(self, host: str) -> PaceRules:
+        """The host's politeness knobs: configured (or live-overridden) delay plus what robots.txt said."""
+        p = self._politeness
+        state = self._hosts.get(host)
+        return PaceRules(
+            self._settings(host).delay,
+            state.crawl_delay if state is not None else None,
+            p.retry_after_max,
+            p.max_backoff_delay,
+            p.breaker_failures,
+            p.breaker_cooldown,
+            p.breaker_max_cooldown,
+        )
+
+    def gap(self, host: str) -> float:
+        """Seconds between two requests to `host`: delay or Crawl-delay, plus any backoff earned."""
+        state = self._hosts.get(host)
+        return self.rules(host).base_delay + (state.pace.backoff if state is not None else 0.0)
+
+    def due(self, host: str) -> float:
+        """The earliest time the next request to `host` may start (what the store is told)."""
+        state = self._hosts.get(host)
+        if state is None:
+            return self._clock()
+        gap = self.gap(host)
+        return max(state.last_start + gap, state.last_end + gap, state.hold)
+
+    def crawl_delay(self, host: str) -> float | None:
+        """The Crawl-delay learned for `host`, if any."""
+        state = self._hosts.get(host)
+        return state.crawl_delay if state is not None else None
+
+    def learn_crawl_delay(self, host: str, crawl_delay: float | None) -> bool:
+        """Remember robots.txt's Crawl-delay (already clamped); True when it changed."""
+        state = self._host(host)
+        if state.crawl_delay == crawl_delay:
+            return False
+        state.crawl_delay = crawl_delay
+        return True
+
+    def answered(self, host: str, status: int | None, retry_after: str | None = None) -> float:
+        """Apply a page's outcome (status, or None for a network failure) to the host's pace; returns its due time."""
+        state = self._host(host)
+        due, state.pace = next_due(
+            self.rules(host), state.pace, now=self._clock(), status=status, retry_after=retry_after
+        )
+        state.hold = max(state.hold, due)
+        return self.due(host)
+
+    @asynccontextmanager
+    async def request(self, host: str) -> AsyncIterator[None]:
+        """Hold the host's gate for one request: enter when due and a place is free; leave when it ended."""
+        state = self._host(host)
+        state.waiting += 1
+        try:
+            async with state.turn:
+                await self._wait_turn(host, state)
+                state.active += 1
+                state.last_start = self._clock()
+        finally:
+            state.waiting -= 1
+        try:
+            yield
+        finally:
+            state.active -= 1
+            state.last_end = max(state.last_end, self._clock())
+            state.freed.set()
+
+    async def _wait_turn(self, host: str, state: _Host) -> None:
+        while True:
+            if state.active >= max(1, self._settings(host).concurrency):
+                state.freed.clear()
+                await state.freed.wait()
+                continue
+            # Re-read every time round: a Crawl-delay learned or a Retry-After received meanwhile counts.
+            wait = self.due(host) - self._clock()
+            if wait <= 0:
+                return
+            await self._sleep(wait)
