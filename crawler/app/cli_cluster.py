@@ -71,12 +71,15 @@ def options(args: argparse.Namespace) -> Any:
 
 
 def _run(coro: Any) -> Any:
-    from crawler.cluster.remote import RedisUnavailable
+    from crawler.cluster.remote import REDIS_ERRORS, RedisUnavailable
 
     try:
         return asyncio.run(coro)
     except RedisUnavailable as exc:
         print(f"crawler: error: {exc}", file=sys.stderr)
+        raise SystemExit(EXIT_FAILED) from None
+    except REDIS_ERRORS as exc:  # a step not covered by the retry deadline: still a message, not a traceback
+        print(f"crawler: error: Redis: {exc}", file=sys.stderr)
         raise SystemExit(EXIT_FAILED) from None
 
 

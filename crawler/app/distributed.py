@@ -23,11 +23,18 @@ import orjson
 import redis.asyncio as aioredis
 
 from crawler.app.builder import build_worker, make_scope, on_signals
-from crawler.cluster.remote import LiveDomains, RedisNearDup, RemoteFrontier, parse_domain_settings, shared_robots
+from crawler.cluster.remote import (
+    LiveDomains,
+    RedisNearDup,
+    RemoteFrontier,
+    parse_domain_settings,
+    shared_robots,
+    with_redis_retry,
+)
 from crawler.cluster.service import FrontierService, ServiceTiming
 from crawler.core.config import Config, config_from_dict, load_config_data
 from crawler.core.errors import ConfigError
-from crawler.core.stats import Stats
+from crawler.core.stats import Counter, Stats
 from crawler.core.urlitem import UrlItem
 from crawler.core.urlnorm import host_key
 from crawler.ingest.admit import Ingest
@@ -65,8 +72,12 @@ def connect(url: str) -> aioredis.Redis:
 
 
 async def job_config(redis: aioredis.Redis, opts: ClusterOptions) -> Config:
-    """The job's stored configuration, overridden by local files and flags."""
-    raw = await redis.get(opts.keys.config)
+    """The job's stored configuration, overridden by local files and flags.
+
+    The first Redis call of every command: it waits for Redis up to `--redis-deadline` (a worker may
+    start before Redis does), then fails with RedisUnavailable.
+    """
+    raw = await with_redis_retry(lambda: redis.get(opts.keys.config), opts.redis_deadline, "reading the job")
     base = orjson.loads(raw) if raw else {}
     return config_from_dict(load_config_data(opts.config_paths, opts.overrides, base))
 
@@ -243,7 +254,7 @@ async def run_worker(
                 await beat()  # the final numbers, for `crawler status`
                 # Leaving cleanly: the frontier need not wait for the heartbeat to expire.
                 await redis.delete(keys.alive(wid))
-        log.info("worker %s stopped: %d pages", wid, stats.c["pages"])
+        log.info("worker %s stopped: %d pages", wid, stats.c[Counter.PAGES])
         return stats.snapshot(worker=wid, finished=worker.finished, stopped=worker.stop_reason)
 
 

@@ -28,6 +28,7 @@ import redis.asyncio as aioredis
 from crawler.cluster.messages import decode_lease, decode_outcome, encode_lease
 from crawler.cluster.remote import LiveDomains
 from crawler.core.recent import RecentDict
+from crawler.core.stats import Counter
 from crawler.core.urlitem import UrlItem
 from crawler.ingest.admit import Ingest
 from frontier.redis.keys import ClusterKeys
@@ -265,7 +266,7 @@ class FrontierService:
                 await self.store.complete(outcomes, now)
             if links:
                 added = await self.store.add(links, now)
-                self.ingest.stats.incr("duplicate_urls", added.duplicates)
+                self.ingest.stats.incr(Counter.DUPLICATE_URLS, added.duplicates)
                 if added.over_budget:
                     self.ingest.stats.skip("over_budget", added.over_budget)
             async with self.redis.pipeline(transaction=False) as pipe:

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 
 from crawler.core.config import Config
 from crawler.core.errors import CrawlError
-from crawler.core.stats import Stats
+from crawler.core.stats import Counter, Stats
 from crawler.core.urlitem import UrlItem
 from crawler.core.urlnorm import ParamStripper, host_key, normalize
 from crawler.ingest.bloom import SeenBloom
@@ -83,7 +83,7 @@ class Ingest:
             if self.bloom.add(url):
                 seen_at = recent.get(url)
                 if seen_at is not None and now - seen_at < self._ttl:
-                    stats.incr("duplicate_urls")
+                    stats.incr(Counter.DUPLICATE_URLS)
                     continue
             recent[url] = now
             if len(recent) > self._recent_size:
