@@ -14,11 +14,11 @@ other stands by and takes over when the leader's key expires.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import time
 import uuid
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -336,7 +336,11 @@ class FrontierService:
 
     async def _publish_ownership(self) -> None:
         """How many known hosts each live worker owns now, for `crawler status`."""
-        owned = Counter(self.ring.owners(self.known_hosts).values()) if self.known_hosts else Counter()
+        owned = (
+            collections.Counter(self.ring.owners(self.known_hosts).values())
+            if self.known_hosts
+            else collections.Counter()
+        )
         await self.redis.hset(
             self.keys.state,
             mapping={"owned": orjson.dumps(dict(owned)), "frontier_stats": orjson.dumps(self.ingest.stats.snapshot())},
