@@ -7,11 +7,17 @@ import random
 
 import redis.asyncio as aioredis
 
-from crawler.cluster.remote import LiveDomains, RedisNearDup, shared_robots
+from crawler.cluster.messages import decode_outcome, encode_lease
+from crawler.cluster.remote import LiveDomains, RedisNearDup, RemoteFrontier, shared_robots
 from crawler.core.config import Config
+from crawler.core.limits import HostLimits
+from crawler.core.urlitem import UrlItem
 from crawler.extract.neardup import hamming
 from crawler.fetch.robots import RobotsResponse
+from crawler.worker.frontier import WorkerFrontier
 from frontier.redis.keys import ClusterKeys
+from frontier.redis.store import RedisStore
+from frontier.store import Lease, Outcome
 from tests.redis_server import RedisServer
 
 pytest_plugins = ["redis_server"]
@@ -95,4 +101,37 @@ async def test_live_domain_overrides_apply_to_subdomains(redis_server: RedisServ
         assert live.for_host("other.org").delay == Config().politeness.delay
         assert live.for_host("bad.test").delay == Config().politeness.delay  # invalid override ignored
     finally:
+        await client.aclose()
+
+
+async def test_remote_frontier_is_the_worker_frontier_contract(redis_server: RedisServer, redis_job: str) -> None:
+    """Claims come from the inbox; outcomes then links go back in one push; verdicts are the service's (None)."""
+    keys = ClusterKeys(redis_job)
+    client = aioredis.from_url(redis_server.url)
+    store = await RedisStore.open(redis_server.url, job=redis_job, host_limits=lambda h: HostLimits())
+    try:
+        remote: WorkerFrontier = RemoteFrontier(client, keys, store, "w1", exit_when_done=True)
+        leases = [Lease(UrlItem(f"http://a.test/{i}", "a.test", 1), token=i + 1, expires_at=99.0) for i in range(3)]
+        await client.rpush(keys.inbox("w1"), *[encode_lease(lease) for lease in leases])
+        assert [lease.token for lease in await remote.claim(0.0, 2)] == [1, 2]
+        assert [lease.token for lease in await remote.claim(0.0, 5)] == [3]
+        done = Outcome(leases[0], "done", host_due=12.5, error=None)
+        links = [UrlItem("http://a.test/new", "a.test", 2)]
+        assert await remote.finish([done], links, 1.0) is None  # the frontier service judges links
+        await remote.release([leases[1]], 1.0)
+        raw = await client.lrange(keys.outcomes, 0, -1)
+        decoded = [decode_outcome(r) for r in raw]
+        assert decoded[0][0] == "w1" and isinstance(decoded[0][1], Outcome) and decoded[0][1].host_due == 12.5
+        assert decoded[1] == ("w1", links)  # links after their page's outcome, in the same push
+        assert decoded[2] == ("w1", leases[1])  # a release is a bare lease
+        await remote.checkpoint(123, {"pages": 1})  # nothing to make durable: outcomes are already in Redis
+        assert await client.llen(keys.outcomes) == 3
+        assert await remote.next_due(5.0) == 5.0 + remote.poll  # the job is not done: poll again
+        await client.hset(keys.state, "done", "1")
+        assert await remote.next_due(5.0) is None  # done and the inbox empty: this worker may finish
+        await remote.set_host_limits("a.test", HostLimits(2, 0.5))
+        counts = await remote.counts()
+        assert counts.queued == 0 and counts.leased == 0
+    finally:
+        await store.close()
         await client.aclose()
