@@ -117,8 +117,9 @@ async def build_worker(
         error_ttl=p.robots_error_ttl,
         max_crawl_delay=p.max_crawl_delay,
         max_entries=ROBOTS_CACHE_ENTRIES,
+        clock=clock,
     )
-    ingest = Ingest(cfg, scope, stats)
+    ingest = Ingest(cfg, scope, stats, clock=clock)
     fetcher = PageFetcher(http, robots, ingest, ingest.strip, slots, max_redirects=f.max_redirects)
     renderer = None
     if cfg.fetch.render != "never" or any(d.render not in (None, "never") for d in cfg.domains.values()):
