@@ -406,13 +406,18 @@ async def test_committer_writes_records_before_outcomes_and_commits_applied_offs
             with pytest.raises(RuntimeError, match="frontier unavailable"):
                 await committer.apply()
             assert frontier.calls[-1] == ([urls[2]], urls, 1)
+            assert int(await r.store.get_meta("log_offset") or -1) == applied  # a crash now replays it
+            assert r.pages.stat().st_size > applied
+            assert [rec["url"] for rec in RecordLog.recover_tail(r.pages, applied)] == [urls[2]]
+            # The failed batch is kept, links included, and applied by the next checkpoint.
+            assert committer.pending == 1 and committer.held_tokens() == [done[urls[2]].outcome.lease.token]
             frontier.fail = False
             await committer.checkpoint()
-            assert int(await r.store.get_meta("log_offset") or -1) == applied
-            assert (await r.store.counts()).leased == 1
+            assert frontier.calls[-1] == ([urls[2]], urls, 1)
+            assert int(await r.store.get_meta("log_offset") or -1) == r.pages.stat().st_size
+            counts = await r.store.counts()
+            assert (counts.leased, counts.done, counts.queued) == (0, 3, 3)
         stats_json = orjson.loads((out / STATS).read_bytes())
-    assert r.pages.stat().st_size > applied
-    assert [rec["url"] for rec in RecordLog.recover_tail(r.pages, applied)] == [urls[2]]
     assert {c.value for c in Counter} <= set(stats_json)
 
 

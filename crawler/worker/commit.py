@@ -12,6 +12,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -68,9 +69,12 @@ class Committer:
         offset = self.sink.flush()  # records reach the log before their leases are acknowledged
         outcomes, self._pending = self._pending, []
         links = [item for o in outcomes for item in o.links]
-        for o in outcomes:
-            o.links = ()
-        added = await self.frontier.finish(outcomes, links, self.clock())
+        try:
+            added = await self.frontier.finish([replace(o, links=()) for o in outcomes], links, self.clock())
+        except BaseException:
+            # Not applied: keep them (links included) for the next try, and the committed offset behind them.
+            self._pending[:0] = outcomes
+            raise
         if added is not None:
             self.stats.incr(Counter.DUPLICATE_URLS, added.duplicates)
             if added.over_budget:
