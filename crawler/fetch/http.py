@@ -314,7 +314,8 @@ class HttpFetcher:
         )
         # aiohttp silently resends a GET whose connection dropped, fresh connection or not, so a host
         # that drops connections got two requests per attempt with no delay between them. Retries are
-        # the worker's job (counted, backed off); there is no public switch, hence the private flag.
+        # the worker's job (counted, backed off); there is no public switch, hence the private flag
+        # (tests/test_dependencies.py fails if aiohttp renames it or stops honouring it).
         if hasattr(self._session, "_retry_connection"):
             self._session._retry_connection = False
         return self
@@ -406,8 +407,10 @@ class HttpFetcher:
         resp: aiohttp.ClientResponse, url: str, cap: int, started: float, truncate: bool = False
     ) -> Response:
         rh = resp.headers
-        # Best effort: a small body may already have released `resp.connection`, but the protocol
-        # (private attribute) keeps its transport, whose peername asyncio cached at connect time.
+        # Best effort: a small body may already have released `resp.connection` (the public route), but
+        # the private `resp._protocol` keeps its transport, whose peername asyncio cached at connect time;
+        # it is also the only view of responses parsed past the declared body (below). No public API
+        # gives either; tests/test_dependencies.py fails if aiohttp changes this attribute.
         protocol = getattr(resp, "_protocol", None)
         transport = getattr(protocol, "transport", None)
         peer = transport.get_extra_info("peername") if transport is not None else None

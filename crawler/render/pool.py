@@ -28,7 +28,9 @@ from pathlib import Path
 from types import TracebackType
 from urllib.parse import urlsplit
 
-# Not re-exported by playwright.async_api, yet the one reliable sign that the target died under us.
+# Not re-exported by playwright.async_api, yet the one reliable sign that the target died under us: the
+# public `Error.name` is set only on errors that came from the driver, not on those the client raises
+# itself when a page or context closes. tests/test_dependencies.py fails if the class moves or goes public.
 from playwright._impl._errors import TargetClosedError
 from playwright.async_api import (
     Browser,

@@ -1,0 +1,190 @@
+"""Guards for what we rely on inside our dependencies, against real loopback servers and a real browser.
+
+Each private attribute or module of a dependency that the product uses has a test here that fails when
+a release changes it, so an upgrade through the lock file (scripts/lock.sh) cannot silently bring back
+what it was there to prevent (double requests, unchecked framing, a crash taken for a render error).
+The last test checks that the installed versions are the locked ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+import aiohttp
+import pytest
+
+from crawler.core.errors import CrawlError, ErrorType
+from crawler.fetch.http import HttpFetcher
+from crawler.fetch.net import AddressPolicy
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+@asynccontextmanager
+async def loopback(handle: Handler) -> AsyncIterator[int]:
+    """A raw TCP server on 127.0.0.1 running `handle` per connection; yields its port."""
+
+    async def guarded(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await handle(reader, writer)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(guarded, "127.0.0.1", 0)
+    try:
+        yield server.sockets[0].getsockname()[1]
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+def _fetcher() -> HttpFetcher:
+    return HttpFetcher(AddressPolicy({"*.test": "127.0.0.1"}), user_agent="deps-test/1.0")
+
+
+# -- aiohttp: ClientSession._retry_connection ---------------------------------------------------------
+
+
+@asynccontextmanager
+async def hang_up_server() -> AsyncIterator[tuple[int, list[bytes]]]:
+    """A server that reads each request and closes the connection without answering; logs request lines."""
+    seen: list[bytes] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        seen.append(head.split(b"\r\n", 1)[0])
+
+    async with loopback(handle) as port:
+        yield port, seen
+
+
+async def test_aiohttp_resends_a_dropped_get_unless_retry_connection_is_off() -> None:
+    # HttpFetcher turns the private flag off; if aiohttp renames it, stops honouring it, or stops
+    # resending by default, this fails and the flag's line in crawler/fetch/http.py must be revisited.
+    async with hang_up_server() as (port, seen), aiohttp.ClientSession() as session:
+        assert "_retry_connection" in type(session).ATTRS, "aiohttp dropped ClientSession._retry_connection"
+        assert session._retry_connection is True
+        with pytest.raises(aiohttp.ServerDisconnectedError):
+            await session.get(f"http://127.0.0.1:{port}/default")
+        assert seen == [b"GET /default HTTP/1.1"] * 2, "aiohttp's default resend behaviour changed"
+
+        seen.clear()
+        session._retry_connection = False
+        with pytest.raises(aiohttp.ServerDisconnectedError):
+            await session.get(f"http://127.0.0.1:{port}/off")
+        assert seen == [b"GET /off HTTP/1.1"]
+
+
+async def test_http_fetcher_sends_a_dropped_get_once() -> None:
+    async with hang_up_server() as (port, seen), _fetcher() as fetcher:
+        for _ in range(2):  # a fresh connection, then (had it been kept) a pooled one
+            with pytest.raises(CrawlError) as info:
+                await fetcher.fetch(f"http://drop.test:{port}/")
+            assert info.value.type is ErrorType.CONNECTION
+    assert seen == [b"GET / HTTP/1.1"] * 2
+
+
+# -- aiohttp: ClientResponse._protocol ------------------------------------------------------------------
+
+
+def _replying(data: bytes, *, linger: float = 0.3) -> Handler:
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(data)
+        await writer.drain()
+        await asyncio.sleep(linger)  # keep the connection open: the client reads framing, not EOF
+
+    return handle
+
+
+SMALL = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Type: text/plain\r\n\r\nhello"
+SMUGGLED = SMALL + b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nsmuggled"
+
+
+async def test_aiohttp_response_protocol_keeps_the_peer_after_the_connection_is_released() -> None:
+    # http.py reads the peer address from `resp._protocol.transport`: for a small body aiohttp has
+    # already released `resp.connection` (the public route) by the time the caller sees the response.
+    async with (
+        loopback(_replying(SMALL)) as port,
+        aiohttp.ClientSession() as session,
+        session.get(f"http://127.0.0.1:{port}/") as resp,
+    ):
+        assert await resp.read() == b"hello"
+        assert resp.connection is None  # why the public attribute is not enough
+        protocol = resp._protocol
+        assert protocol is not None, "aiohttp dropped ClientResponse._protocol"
+        assert protocol.transport is not None
+        assert protocol.transport.get_extra_info("peername")[0] == "127.0.0.1"
+        assert len(protocol) == 0
+
+
+async def test_aiohttp_response_protocol_counts_a_response_parsed_past_the_declared_body() -> None:
+    # http.py treats `len(resp._protocol) > 0` after the body as "the server sent more than its
+    # Content-Length and the excess parsed as another response".
+    async with (
+        loopback(_replying(SMUGGLED)) as port,
+        aiohttp.ClientSession() as session,
+        session.get(f"http://127.0.0.1:{port}/") as resp,
+    ):
+        assert await resp.read() == b"hello"
+        await asyncio.sleep(0.05)
+        assert len(resp._protocol) == 1, "aiohttp's ResponseHandler no longer queues parsed responses"
+
+
+async def test_http_fetcher_reports_the_peer_and_refuses_a_smuggled_response() -> None:
+    async with loopback(_replying(SMALL)) as port, _fetcher() as fetcher:
+        resp = await fetcher.fetch(f"http://peer.test:{port}/")
+    assert resp.body == b"hello" and resp.ip == "127.0.0.1"
+    async with loopback(_replying(SMUGGLED)) as port, _fetcher() as fetcher:
+        with pytest.raises(CrawlError) as info:
+            await fetcher.fetch(f"http://smuggle.test:{port}/")
+    assert info.value.type is ErrorType.CONNECTION and "longer than Content-Length" in str(info.value)
+
+
+# -- playwright: playwright._impl._errors.TargetClosedError ---------------------------------------------
+
+
+def _browser() -> str:
+    from crawler.render.pool import find_browser
+
+    path = find_browser()
+    if path is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("no Chromium installed")
+        pytest.skip("no Chromium installed (apt-get install chromium)")
+    return path
+
+
+async def test_playwright_target_closed_error_is_where_the_pool_imports_it() -> None:
+    # crawler/render/pool.py tells a dead target (worth a retry) from a failed render by this class,
+    # which playwright.async_api does not export.
+    import playwright.async_api as public
+    from playwright._impl._errors import TargetClosedError
+    from playwright.async_api import Error, async_playwright
+
+    assert issubclass(TargetClosedError, Error)
+    exported = getattr(public, "TargetClosedError", None)
+    assert exported is None, "playwright now exports TargetClosedError: import it from playwright.async_api"
+
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=_browser(), args=["--no-sandbox"])
+        try:
+            context = await browser.new_context()
+            page = await context.new_page()
+            pending = asyncio.ensure_future(page.evaluate("new Promise(() => {})"))
+            await asyncio.sleep(0.2)
+            await context.close()
+            with pytest.raises(TargetClosedError):
+                await pending
+            page = await (await browser.new_context()).new_page()
+            pending = asyncio.ensure_future(page.evaluate("new Promise(() => {})"))
+            await asyncio.sleep(0.2)
+        finally:
+            await browser.close()
+        with pytest.raises(TargetClosedError):
+            await pending
