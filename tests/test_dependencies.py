@@ -10,16 +10,23 @@ from __future__ import annotations
 
 import asyncio
 import os
+import tomllib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from importlib import metadata
+from pathlib import Path
 
 import aiohttp
 import pytest
+from packaging.markers import Marker
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from crawler.core.errors import CrawlError, ErrorType
 from crawler.fetch.http import HttpFetcher
 from crawler.fetch.net import AddressPolicy
 
+ROOT = Path(__file__).resolve().parent.parent
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
 
@@ -188,3 +195,53 @@ async def test_playwright_target_closed_error_is_where_the_pool_imports_it() -> 
             await browser.close()
         with pytest.raises(TargetClosedError):
             await pending
+
+
+# -- the lock files -------------------------------------------------------------------------------------
+
+
+def _locked(name: str) -> dict[str, str]:
+    """Package (canonical name) -> pinned version for this interpreter, from a lock file at the repo root."""
+    pins: dict[str, str] = {}
+    for line in (ROOT / name).read_text().splitlines():
+        if not line[:1].isalnum():  # comments, hashes and continuation lines
+            continue
+        spec, _, marker = line.rstrip(" \\").partition(";")
+        if marker.strip() and not Marker(marker.strip()).evaluate():
+            continue
+        pkg, _, version = spec.strip().partition("==")
+        pins[canonicalize_name(pkg)] = version
+    return pins
+
+
+def _direct() -> list[Requirement]:
+    """The dependencies pyproject.toml names: the runtime ones and the `test` extra."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    return [Requirement(r) for r in [*project["dependencies"], *project["optional-dependencies"]["test"]]]
+
+
+def test_installed_direct_dependencies_are_the_locked_versions() -> None:
+    # A drifted environment (a hand-installed upgrade, an old venv) would test something other than
+    # what install.sh and the Docker image install. scripts/install.sh --test puts it right.
+    pins = _locked("requirements-test.lock")
+    drift = {}
+    for req in _direct():
+        name = canonicalize_name(req.name)
+        installed = metadata.version(name)
+        if pins.get(name) != installed:
+            drift[name] = (installed, pins.get(name))
+    assert not drift, f"installed != locked (installed, locked): {drift}; run scripts/install.sh --test"
+
+
+def test_locks_agree_with_pyproject_and_with_each_other() -> None:
+    test_pins, runtime_pins = _locked("requirements-test.lock"), _locked("requirements.lock")
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    runtime = {canonicalize_name(Requirement(r).name) for r in project["dependencies"]}
+    for req in _direct():
+        name = canonicalize_name(req.name)
+        assert name in test_pins, f"{name} is missing from requirements-test.lock: run scripts/lock.sh"
+        assert req.specifier.contains(test_pins[name], prereleases=True), f"{name}=={test_pins[name]} vs {req}"
+        if name in runtime:
+            assert name in runtime_pins, f"{name} is missing from requirements.lock: run scripts/lock.sh"
+    # The runtime lock is resolved under the test lock's pins (scripts/lock.sh), so shared packages match.
+    assert {k: v for k, v in runtime_pins.items() if test_pins.get(k) != v} == {}
