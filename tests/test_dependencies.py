@@ -157,7 +157,7 @@ async def test_http_fetcher_reports_the_peer_and_refuses_a_smuggled_response() -
 
 
 def _browser() -> str:
-    from crawler.render.pool import find_browser
+    from crawler.render.find import find_browser
 
     path = find_browser()
     if path is None:
