@@ -7,11 +7,14 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /app
+# The locked dependencies first (their own layer, rebuilt only when the lock changes), then the package.
+COPY requirements.lock ./
+RUN pip install --no-cache-dir -r requirements.lock
 COPY pyproject.toml README.md ./
 COPY crawler ./crawler
 COPY frontier ./frontier
 COPY configs ./configs
-RUN pip install --no-cache-dir .
+RUN pip install --no-cache-dir --no-deps .
 
 # Workers write pages-<id>.jsonl here; mount a volume to keep them.
 VOLUME ["/data"]

@@ -14,8 +14,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from crawler.extract.html import decode_html, extract, looks_like_html
+from crawler.extract.charset import decode_html
+from crawler.extract.html import extract
 from crawler.extract.neardup import simhash64
+from crawler.extract.sniff import looks_like_html
 
 _WORDS = [
     "crawler",

@@ -23,7 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from crawler.extract.html import extract
 from crawler.fetch.http import HttpFetcher
 from crawler.fetch.net import AddressPolicy
-from crawler.render.pool import BrowserPool, SubResponse
+from crawler.render.pool import BrowserPool
+from crawler.render.types import SubResponse
 from tests.testweb import Page, Site, TestWeb
 
 HOSTS = 4

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Install the crawler into ./.venv on Debian/Ubuntu. With --test, also what the test suite needs:
 # redis-server, chromium (Playwright drives the system browser) and the test extras.
+# Python packages come from the lock files (scripts/lock.sh writes them), at the exact versions and
+# hashes the tests passed with; the project itself is then installed on top without dependencies.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,8 +29,11 @@ fi
 
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
+# Two calls because pip's hash-checking mode (on for a lock with hashes) cannot check a local project.
 if [ "$with_tests" = 1 ]; then
-  .venv/bin/python -m pip install -q -e '.[test]'
+  .venv/bin/python -m pip install -q -r requirements-test.lock
+  .venv/bin/python -m pip install -q --no-deps -e .
 else
-  .venv/bin/python -m pip install -q .
+  .venv/bin/python -m pip install -q -r requirements.lock
+  .venv/bin/python -m pip install -q --no-deps .
 fi

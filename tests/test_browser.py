@@ -15,16 +15,10 @@ from crawler.core.errors import CrawlError, ErrorType
 from crawler.extract.html import extract
 from crawler.fetch.http import HttpFetcher
 from crawler.fetch.net import AddressPolicy
-from crawler.render.pool import (
-    MAX_SUBFETCHES,
-    SYSTEM_BROWSERS,
-    BrowserPool,
-    BrowserUnavailable,
-    SubFetch,
-    SubResponse,
-    default_pool_size,
-    find_browser,
-)
+from crawler.render.find import SYSTEM_BROWSERS, find_browser
+from crawler.render.intercept import MAX_SUBFETCHES
+from crawler.render.pool import BrowserPool, BrowserUnavailable, default_pool_size
+from crawler.render.types import SubFetch, SubResponse
 from tests.testweb import Page, Site, TestWeb
 
 BROWSER = find_browser()

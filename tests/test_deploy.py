@@ -42,5 +42,6 @@ def test_every_service_command_parses() -> None:
 
 def test_dockerfile_installs_the_package_and_chromium() -> None:
     text = (ROOT / "Dockerfile").read_text()
-    assert "pip install --no-cache-dir ." in text and "chromium" in text
+    assert "pip install --no-cache-dir -r requirements.lock" in text and "chromium" in text
+    assert "pip install --no-cache-dir --no-deps ." in text
     assert 'ENTRYPOINT ["crawler"]' in text

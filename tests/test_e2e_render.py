@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from crawler.render.pool import find_browser
+from crawler.render.find import find_browser
 from tests.conftest import page_key, read_records, run_crawler, start_crawler
 from tests.testweb import Page, Site, TestWeb
 

@@ -8,7 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from crawler.extract.html import MAX_FIELD_CHARS, decode_html, extract, looks_like_html, scan_links_fallback
+from crawler.extract.charset import decode_html
+from crawler.extract.html import MAX_FIELD_CHARS, extract, scan_links_fallback
+from crawler.extract.sniff import looks_like_html
 
 # ---------------------------------------------------------------------------------------------
 # decode_html

@@ -12,7 +12,9 @@ from hypothesis import strategies as st
 
 from crawler.core.errors import CrawlError, ErrorType
 from crawler.core.urlnorm import DEFAULT_STRIP_PARAMS, ParamStripper, host_key, normalize
-from crawler.extract.html import decode_html, extract, looks_like_html, scan_links_fallback
+from crawler.extract.charset import decode_html
+from crawler.extract.html import extract, scan_links_fallback
+from crawler.extract.sniff import looks_like_html
 from crawler.ingest.scope import REASONS, Scope
 
 FUZZ = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -11,14 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from crawler.core.errors import CrawlError, ErrorType
-from crawler.fetch.robots import (
-    MAX_WILDCARD_RULES,
-    RobotsCache,
-    RobotsResponse,
-    RobotsRules,
-    decode_body,
-    parse_robots,
-)
+from crawler.fetch.robots import RobotsCache, RobotsResponse
+from crawler.fetch.robots_rules import MAX_WILDCARD_RULES, RobotsRules, decode_body, parse_robots
 
 ORIGIN = "http://a.test:8080"
 ROBOTS = ORIGIN + "/robots.txt"

@@ -4,30 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-import ssl
 import time
-import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Protocol
 from urllib.parse import urljoin
 
 import aiohttp
-import brotli
-from aiohttp.http_exceptions import ContentLengthError, TransferEncodingError
 from yarl import URL
 
 from crawler.core.errors import CrawlError, ErrorType
-from crawler.fetch.net import AddressPolicy, AddressRefusedError, GuardedResolver
+from crawler.fetch.codecs import ACCEPT_ENCODING, DECODE_ERRORS, Decoder, make_decoder
+from crawler.fetch.http_errors import map_error
+from crawler.fetch.net import AddressPolicy, GuardedResolver
 
 __all__ = ["DEFAULT_ACCEPT", "HttpFetcher", "Response"]
 
 DEFAULT_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
-# brotli < 1.2 cannot bound output per call, so a tiny input could expand without limit:
-# without that API we neither advertise nor accept br.
-_BROTLI_BOUNDED = hasattr(brotli.Decompressor, "can_accept_more_data")
-ACCEPT_ENCODING = "gzip, deflate, br" if _BROTLI_BOUNDED else "gzip, deflate"
 # Credentials are never sent, whatever a caller passes in.
 _FORBIDDEN_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
 
@@ -48,118 +41,6 @@ class Response:
     wire_bytes: int
     ip: str | None
     truncated: bool = False  # body cut at the cap (only when fetched with truncate=True)
-
-
-class _Decoder(Protocol):
-    def feed(self, data: bytes, out: list[bytes], room: int) -> int: ...
-
-    def finish(self) -> None: ...
-
-
-class _ZlibDecoder:
-    """gzip (multi-member) or deflate (zlib-wrapped or raw, sniffed from the first two bytes)."""
-
-    __slots__ = ("_d", "_done", "_gzip", "_head")
-
-    def __init__(self, gzip: bool) -> None:
-        self._gzip = gzip
-        self._d = zlib.decompressobj(31) if gzip else None
-        self._head = b""
-        self._done = False
-
-    def feed(self, data: bytes, out: list[bytes], room: int) -> int:
-        """Decode `data` into `out`, producing at most `room + 1` bytes; returns bytes produced."""
-        if self._done:
-            return 0
-        d = self._d
-        if d is None:
-            data = self._head + data
-            if len(data) < 2:
-                self._head = data
-                return 0
-            b0, b1 = data[0], data[1]
-            # RFC 1950 header: CM=8, CINFO<=7, FCHECK makes the 16-bit value a multiple of 31.
-            wrapped = (b0 & 0x0F) == 8 and (b0 >> 4) <= 7 and ((b0 << 8) | b1) % 31 == 0
-            d = self._d = zlib.decompressobj(15 if wrapped else -15)
-        produced = 0
-        limit = room + 1
-        while True:
-            chunk = d.decompress(data, limit - produced)
-            if chunk:
-                out.append(chunk)
-                produced += len(chunk)
-                if produced > room:
-                    return produced
-            if d.unconsumed_tail:
-                data = d.unconsumed_tail
-                continue
-            if d.eof:
-                rest = d.unused_data
-                if self._gzip and rest[:1] == b"\x1f":
-                    d = self._d = zlib.decompressobj(31)
-                    data = rest
-                    continue
-                # Trailing garbage after the stream is ignored, as browsers do.
-                self._done = True
-            return produced
-
-    def finish(self) -> None:
-        """Raise TRUNCATED unless the compressed stream ended properly."""
-        if not self._done and (self._d is None or not self._d.eof):
-            raise CrawlError(ErrorType.TRUNCATED, "compressed body ended mid-stream")
-
-
-class _BrotliDecoder:
-    __slots__ = ("_d", "_done")
-
-    def __init__(self) -> None:
-        self._d = brotli.Decompressor()
-        self._done = False
-
-    def feed(self, data: bytes, out: list[bytes], room: int) -> int:
-        """Decode `data` into `out`, stopping soon after `room` bytes; returns bytes produced."""
-        if self._done:
-            return 0
-        d = self._d
-        produced = 0
-        limit = room + 1
-        pending: bytes | None = data
-        while True:
-            if d.can_accept_more_data():
-                if pending is None:
-                    break
-                chunk = d.process(pending, output_buffer_limit=limit - produced)
-                pending = None
-            else:
-                # Output was capped last call: drain with empty input, as the API requires.
-                chunk = d.process(b"", output_buffer_limit=limit - produced)
-            if chunk:
-                out.append(chunk)
-                produced += len(chunk)
-                if produced > room:
-                    return produced
-            if d.is_finished():
-                self._done = True
-                break
-        return produced
-
-    def finish(self) -> None:
-        """Raise TRUNCATED unless the brotli stream ended properly."""
-        if not self._done and not self._d.is_finished():
-            raise CrawlError(ErrorType.TRUNCATED, "brotli body ended mid-stream")
-
-
-def _make_decoder(encoding: str) -> _Decoder:
-    enc = encoding.strip().lower()
-    if enc in ("gzip", "x-gzip"):
-        return _ZlibDecoder(gzip=True)
-    if enc == "deflate":
-        return _ZlibDecoder(gzip=False)
-    if enc == "br" and _BROTLI_BOUNDED:
-        return _BrotliDecoder()
-    if "," in enc:
-        raise CrawlError(ErrorType.BAD_ENCODING, f"stacked content-encoding {encoding!r} refused")
-    raise CrawlError(ErrorType.BAD_ENCODING, f"unsupported content-encoding {encoding!r}")
 
 
 def _parse_content_type(value: str | None) -> tuple[str | None, str | None]:
@@ -191,69 +72,6 @@ def _literal_ip(host: str) -> str | None:
         except ValueError:
             raise CrawlError(ErrorType.INVALID_URL, f"non-canonical numeric host {host!r}") from None
     return None
-
-
-def _is_tls_error(exc: BaseException) -> bool:
-    return isinstance(
-        exc,
-        ssl.SSLError | ssl.CertificateError | aiohttp.ClientSSLError | aiohttp.ServerFingerprintMismatch,
-    )
-
-
-_BROKEN_FRAMING = (TransferEncodingError, ContentLengthError)
-
-
-def _caused_by(exc: BaseException, types: tuple[type[BaseException], ...]) -> bool:
-    seen = 0
-    cur: BaseException | None = exc
-    while cur is not None and seen < 8:  # bounded: chains are short, and may loop
-        if isinstance(cur, types):
-            return True
-        cur = cur.__cause__ or cur.__context__
-        seen += 1
-    return False
-
-
-def _map_error(exc: Exception, url: str, phase: str, deadline_hit: bool) -> CrawlError:
-    """Translate an aiohttp/OS exception raised during `phase` ("connect" or "body") into a CrawlError."""
-    if deadline_hit:
-        return CrawlError(ErrorType.TIMEOUT, f"{url}: whole-fetch deadline exceeded during {phase}")
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        os_err = exc.os_error
-        if isinstance(os_err, AddressRefusedError):
-            return os_err.error
-        if isinstance(exc, aiohttp.ClientConnectorDNSError):
-            return CrawlError(ErrorType.DNS, f"{url}: DNS lookup failed: {os_err}")
-        if _is_tls_error(exc) or _is_tls_error(os_err):
-            return CrawlError(ErrorType.TLS, f"{url}: TLS error: {os_err}")
-        if isinstance(os_err, TimeoutError):
-            return CrawlError(ErrorType.TIMEOUT, f"{url}: connect timed out")
-        return CrawlError(ErrorType.CONNECTION, f"{url}: cannot connect: {os_err}")
-    if isinstance(exc, TimeoutError):
-        what = "connect" if phase == "connect" and isinstance(exc, aiohttp.ConnectionTimeoutError) else "read"
-        return CrawlError(ErrorType.TIMEOUT, f"{url}: {what} timed out during {phase}")
-    if _is_tls_error(exc):
-        return CrawlError(ErrorType.TLS, f"{url}: TLS error: {exc}")
-    if isinstance(exc, aiohttp.InvalidURL | aiohttp.NonHttpUrlClientError | ValueError):
-        return CrawlError(ErrorType.INVALID_URL, f"{url}: invalid URL: {exc}")
-    if isinstance(exc, aiohttp.ClientPayloadError):
-        cause = exc.__cause__ or exc.__context__
-        if isinstance(cause, TimeoutError):
-            return CrawlError(ErrorType.TIMEOUT, f"{url}: read timed out during body")
-        return CrawlError(ErrorType.TRUNCATED, f"{url}: body incomplete: {exc}")
-    if isinstance(exc, aiohttp.ServerDisconnectedError | ConnectionError | aiohttp.ClientOSError):
-        if phase == "body":
-            return CrawlError(ErrorType.TRUNCATED, f"{url}: connection lost mid-body: {exc!r}")
-        return CrawlError(ErrorType.CONNECTION, f"{url}: connection failed: {exc!r}")
-    if isinstance(exc, aiohttp.ClientResponseError):
-        # Raised for parse errors; a broken chunked framing counts as a cut body, the rest as garbage.
-        # The C parser (llhttp) reports chunk errors as a plain BadHttpMessage, hence the text check.
-        if _caused_by(exc, _BROKEN_FRAMING) or "chunk" in str(exc.message).lower():
-            return CrawlError(ErrorType.TRUNCATED, f"{url}: broken body framing: {exc.message}")
-        return CrawlError(ErrorType.CONNECTION, f"{url}: malformed response: {exc.message}")
-    if isinstance(exc, aiohttp.ClientError | OSError):
-        return CrawlError(ErrorType.CONNECTION, f"{url}: {type(exc).__name__}: {exc}")
-    return CrawlError(ErrorType.CONNECTION, f"{url}: unexpected {type(exc).__name__}: {exc}")
 
 
 class HttpFetcher:
@@ -314,7 +132,8 @@ class HttpFetcher:
         )
         # aiohttp silently resends a GET whose connection dropped, fresh connection or not, so a host
         # that drops connections got two requests per attempt with no delay between them. Retries are
-        # the worker's job (counted, backed off); there is no public switch, hence the private flag.
+        # the worker's job (counted, backed off); there is no public switch, hence the private flag
+        # (tests/test_dependencies.py fails if aiohttp renames it or stops honouring it).
         if hasattr(self._session, "_retry_connection"):
             self._session._retry_connection = False
         return self
@@ -399,15 +218,17 @@ class HttpFetcher:
             exc.__context__ = None
             raise exc.with_traceback(None) from None
         except Exception as exc:
-            raise _map_error(exc, url, phase, deadline.expired()) from None
+            raise map_error(exc, url, phase, deadline.expired()) from None
 
     @staticmethod
     async def _read(
         resp: aiohttp.ClientResponse, url: str, cap: int, started: float, truncate: bool = False
     ) -> Response:
         rh = resp.headers
-        # Best effort: a small body may already have released `resp.connection`, but the protocol
-        # (private attribute) keeps its transport, whose peername asyncio cached at connect time.
+        # Best effort: a small body may already have released `resp.connection` (the public route), but
+        # the private `resp._protocol` keeps its transport, whose peername asyncio cached at connect time;
+        # it is also the only view of responses parsed past the declared body (below). No public API
+        # gives either; tests/test_dependencies.py fails if aiohttp changes this attribute.
         protocol = getattr(resp, "_protocol", None)
         transport = getattr(protocol, "transport", None)
         peer = transport.get_extra_info("peername") if transport is not None else None
@@ -425,7 +246,7 @@ class HttpFetcher:
         parts: list[bytes] = []
         wire = 0
         size = 0
-        decoder: _Decoder | None = None
+        decoder: Decoder | None = None
         content = resp.content
         # With Content-Length framing (already checked against the cap) one read() is bounded, and it
         # is measurably cheaper than a readany() loop for typical pages; otherwise stream.
@@ -447,10 +268,10 @@ class HttpFetcher:
             else:
                 if decoder is None:
                     # Created on the first body byte so empty 204/304/redirect bodies never fail.
-                    decoder = _make_decoder(encoding)
+                    decoder = make_decoder(encoding)
                 try:
                     size += decoder.feed(chunk, parts, cap - size)
-                except (zlib.error, brotli.error) as exc:
+                except DECODE_ERRORS as exc:
                     msg = f"{url}: corrupt {encoding} body: {exc}"
                     raise CrawlError(ErrorType.BAD_ENCODING, msg) from None
             if size > cap:

@@ -16,7 +16,8 @@ from typing import Protocol
 from crawler.core.errors import CrawlError, ErrorType
 from crawler.core.urlnorm import ParamStripper, host_key, normalize, origin
 from crawler.fetch.http import HttpFetcher, Response
-from crawler.fetch.robots import RobotsCache, RobotsFetch, RobotsResponse, RobotsRules
+from crawler.fetch.robots import RobotsCache, RobotsFetch, RobotsResponse
+from crawler.fetch.robots_rules import RobotsRules
 
 #: robots.txt bodies are read up to this many bytes (the rest is cut, not refused); RobotsCache parses
 #: the first 512 KiB of them, above RFC 9309's 500 KiB minimum.

@@ -1,17 +1,9 @@
 """A bounded pool of headless Chromium pages that render already-fetched HTML without touching the network.
 
-Every request a rendered page makes is intercepted: the main document is fulfilled from the body the
-crawler already fetched; scripts, XHR and fetch() to the *same host* (same hostname, http or https,
-any port: there is no public-suffix list here to decide registrable domains) go to the caller's
-`fetch_sub`, which applies robots.txt, the address policy and politeness; everything else (images,
-media, fonts, stylesheets, websockets, pings, cross-host requests, iframes, navigations away) is
-refused. Each render gets a fresh BrowserContext: a context plus page costs ~20 ms against ~10 ms for
-reusing one and clearing cookies, which is noise next to the settle time, and a fresh context is the
-only way to be sure no cookies, storage or cache pass from one host to another.
-
-Subrequest outcomes in `Rendered.subrequests`: "served" (fetch_sub answered), "refused" (fetch_sub
-returned None or failed) and "blocked" (this module's own rules: resource type, host, navigation, or
-more than MAX_SUBFETCHES requests offered to fetch_sub in one render).
+What a page may request, and how each subrequest ends, is `crawler.render.intercept`'s; which Chromium
+runs is `crawler.render.find`'s. Each render gets a fresh BrowserContext: a context plus page costs
+~20 ms against ~10 ms for reusing one and clearing cookies, which is noise next to the settle time, and
+a fresh context is the only way to be sure no cookies, storage or cache pass from one host to another.
 """
 
 from __future__ import annotations
@@ -20,45 +12,26 @@ import asyncio
 import contextlib
 import os
 import signal
-import threading
 import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from urllib.parse import urlsplit
 
-# Not re-exported by playwright.async_api, yet the one reliable sign that the target died under us.
+# Not re-exported by playwright.async_api, yet the one reliable sign that the target died under us: the
+# public `Error.name` is set only on errors that came from the driver, not on those the client raises
+# itself when a page or context closes. tests/test_dependencies.py fails if the class moves or goes public.
 from playwright._impl._errors import TargetClosedError
-from playwright.async_api import (
-    Browser,
-    BrowserContext,
-    Page,
-    Playwright,
-    Route,
-    WebSocketRoute,
-    async_playwright,
-)
-from playwright.async_api import (
-    Error as PlaywrightError,
-)
+from playwright.async_api import Browser, BrowserContext, Playwright, async_playwright
+from playwright.async_api import Error as PlaywrightError
 
 from crawler.core.errors import CrawlError, ErrorType
-from crawler.render.types import SubFetch, SubResponse
+from crawler.render.find import SYSTEM_BROWSERS, choose_browser
+from crawler.render.intercept import Interception
+from crawler.render.types import SubFetch
 
-__all__ = [
-    "MAX_SUBFETCHES",
-    "SYSTEM_BROWSERS",
-    "BrowserPool",
-    "BrowserUnavailable",
-    "Rendered",
-    "SubFetch",
-    "SubResponse",
-    "default_pool_size",
-    "find_browser",
-]
+__all__ = ["BrowserPool", "BrowserUnavailable", "Rendered", "default_pool_size"]
 
-SYSTEM_BROWSERS: tuple[str, ...] = ("/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome")
 _CONTEXT_BYTES = 64 * 2**20  # rough resident cost of one busy context with its renderer
 _MAX_POOL = 16
 
@@ -81,14 +54,7 @@ _BASE_ARGS: tuple[str, ...] = (
     "--force-webrtc-ip-handling-policy=disable_non_proxied_udp",
     "--webrtc-ip-handling-policy=disable_non_proxied_udp",
 )
-_SUB_TYPES = frozenset({"script", "xhr", "fetch"})
-# Decoded bodies are handed to Chromium as-is, so framing and encoding headers must not follow them.
-_DROP_HEADERS = frozenset(
-    {"content-encoding", "content-length", "transfer-encoding", "connection", "keep-alive", "set-cookie"}
-)
 _CLOSE_TIMEOUT = 5.0
-#: fetch_sub calls allowed per render; a page looping over XHRs would otherwise eat the host's politeness.
-MAX_SUBFETCHES = 64
 
 
 @dataclass(slots=True)
@@ -111,46 +77,6 @@ class _Crashed(Exception):
     def __init__(self, message: str, *, page_only: bool) -> None:
         super().__init__(message)
         self.page_only = page_only
-
-
-def _playwright_chromium_sync() -> str | None:
-    """Playwright's own Chromium path, asked of a short-lived driver in a thread (no running loop there)."""
-    found: list[str | None] = [None]
-
-    def ask() -> None:
-        from playwright.sync_api import sync_playwright
-
-        with contextlib.suppress(Exception), sync_playwright() as pw:
-            found[0] = pw.chromium.executable_path
-
-    thread = threading.Thread(target=ask, name="find-browser", daemon=True)
-    thread.start()
-    thread.join(30)
-    return found[0]
-
-
-_OWN_CHROMIUM: list[str | None] = []
-
-
-def _choose(own: str | None, configured: str | None, fallbacks: bool) -> str | None:
-    candidates = [own, configured, *SYSTEM_BROWSERS] if fallbacks else [configured]
-    for path in candidates:
-        if path and os.path.isfile(path) and os.access(path, os.X_OK):
-            return path
-    return None
-
-
-def find_browser(configured: str | None = None, *, fallbacks: bool = True) -> str | None:
-    """Playwright's Chromium if installed, else `configured`, else a system Chromium; None if none exists.
-
-    With `fallbacks=False` only `configured` is considered.
-    """
-    own = None
-    if fallbacks:
-        if not _OWN_CHROMIUM:
-            _OWN_CHROMIUM.append(_playwright_chromium_sync())
-        own = _OWN_CHROMIUM[0]
-    return _choose(own, configured, fallbacks)
 
 
 def default_pool_size() -> int:
@@ -184,108 +110,6 @@ def _proc_table() -> dict[int, tuple[int, bytes]]:
         ppid = int(stat[stat.rfind(b")") + 2 :].split()[1])
         table[int(entry.name)] = (ppid, cmd)
     return table
-
-
-def _same_host(a: str, b: str) -> bool:
-    pa, pb = urlsplit(a), urlsplit(b)
-    return pa.scheme in ("http", "https") and pb.scheme in ("http", "https") and pa.hostname == pb.hostname
-
-
-class _Render:
-    """Per-render interception state: serves the document once, routes subrequests, tracks activity."""
-
-    def __init__(self, url: str, body: bytes, content_type: str, fetch_sub: SubFetch) -> None:
-        self.url = url
-        self.body = body
-        self.content_type = content_type
-        self.fetch_sub = fetch_sub
-        self.page: Page | None = None
-        self.doc_served = False
-        self.inflight = 0
-        self.last_activity = time.monotonic()
-        self.subrequests: list[tuple[str, str, str]] = []
-        self.crashed = False
-        self.offered = 0
-        self.handlers: set[asyncio.Task[object]] = set()
-
-    async def on_route(self, route: Route) -> None:
-        self.inflight += 1
-        self.last_activity = time.monotonic()
-        task = asyncio.current_task()
-        if task is not None:
-            self.handlers.add(task)
-        try:
-            await self._handle(route)
-        except PlaywrightError:
-            pass  # the page or browser went away mid-request; the render notices on its own
-        finally:
-            self.inflight -= 1
-            self.last_activity = time.monotonic()
-            self.handlers.discard(task)  # type: ignore[arg-type]
-
-    def cancel_handlers(self) -> None:
-        """Stop subrequest fetches still running for a render that has ended."""
-        for task in list(self.handlers):
-            task.cancel()
-
-    async def _handle(self, route: Route) -> None:
-        req = route.request
-        kind = req.resource_type
-        url = req.url
-        if req.is_navigation_request():
-            frame = req.frame
-            main = self.page is not None and frame == self.page.main_frame
-            if main and not self.doc_served:
-                self.doc_served = True
-                await route.fulfill(status=200, headers={"content-type": self.content_type}, body=self.body)
-                return
-            # Script-driven navigations, meta refreshes, iframes and popups: never fetched. ERR_ABORTED
-            # cancels a navigation without committing an error page over the document we rendered.
-            self.subrequests.append((url, kind, "blocked"))
-            await route.abort("aborted")
-            return
-        if kind not in _SUB_TYPES or not _same_host(url, self.url) or self.offered >= MAX_SUBFETCHES:
-            self.subrequests.append((url, kind, "blocked"))
-            await route.abort("blockedbyclient")
-            return
-        self.offered += 1
-        try:
-            resp = await self.fetch_sub(url, kind)
-        except Exception:  # a failing callback must not take the render down: treat it as a refusal
-            resp = None
-        if resp is None:
-            self.subrequests.append((url, kind, "refused"))
-            await route.abort("blockedbyclient")
-            return
-        headers = {k: v for k, v in resp.headers.items() if k.lower() not in _DROP_HEADERS}
-        self.subrequests.append((url, kind, "served"))
-        await route.fulfill(status=resp.status, headers=headers, body=resp.body)
-
-    async def on_websocket(self, ws: WebSocketRoute) -> None:
-        # Not calling connect_to_server keeps the socket inside the page; closing it ends the attempt.
-        self.subrequests.append((ws.url, "websocket", "blocked"))
-        with contextlib.suppress(PlaywrightError):
-            await ws.close(code=1008, reason="blocked")
-
-    async def on_page(self, page: Page) -> None:
-        if page is not self.page:  # a popup
-            with contextlib.suppress(PlaywrightError):
-                await page.close()
-
-    def on_crash(self, _page: Page) -> None:
-        self.crashed = True
-
-    async def settle(self, quiet_s: float, until: float) -> None:
-        """Return once no subrequest has been in flight for `quiet_s`, or at monotonic time `until`."""
-        while True:
-            now = time.monotonic()
-            if now >= until:
-                return
-            idle_for = now - self.last_activity
-            if self.inflight == 0 and idle_for >= quiet_s:
-                return
-            wait = quiet_s - idle_for if self.inflight == 0 else 0.05
-            await asyncio.sleep(min(max(wait, 0.01), until - now))
 
 
 class BrowserPool:
@@ -335,7 +159,7 @@ class BrowserPool:
         if self.fallbacks:
             with contextlib.suppress(PlaywrightError):
                 own = self._pw.chromium.executable_path
-        path = _choose(own, self.configured_path, self.fallbacks)
+        path = choose_browser(own, self.configured_path, self.fallbacks)
         if path is None:
             await self._stop_driver()
             tried = self.configured_path if not self.fallbacks else "Playwright's Chromium, the configured path"
@@ -461,7 +285,7 @@ class BrowserPool:
     ) -> Rendered:
         started = time.monotonic()
         deadline = started + self.render_timeout
-        state = _Render(url, body, content_type, fetch_sub)
+        state = Interception(url, body, content_type, fetch_sub)
         context: BrowserContext | None = None
         try:
             async with asyncio.timeout(self.render_timeout):

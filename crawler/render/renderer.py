@@ -14,8 +14,9 @@ from contextlib import AsyncExitStack
 from crawler.core.config import Config
 from crawler.core.errors import ConfigError
 from crawler.extract.html import Page, extract
+from crawler.render.find import find_browser
 from crawler.render.policy import RenderDecision, RenderPolicy, render_gain
-from crawler.render.pool import BrowserPool, BrowserUnavailable, find_browser
+from crawler.render.pool import BrowserPool, BrowserUnavailable
 from crawler.render.types import SubFetch
 
 log = logging.getLogger("crawler.render.policy")

@@ -8,8 +8,10 @@ from typing import TYPE_CHECKING
 from crawler.core.errors import CrawlError, ErrorType
 from crawler.core.record import Record
 from crawler.core.urlnorm import normalize
-from crawler.extract.html import decode_html, extract, looks_like_html, scan_links_fallback
+from crawler.extract.charset import decode_html
+from crawler.extract.html import extract, scan_links_fallback
 from crawler.extract.neardup import MIN_NEARDUP_TEXT, NearDupChecker, format_simhash, simhash64
+from crawler.extract.sniff import looks_like_html
 from crawler.fetch.http import Response
 from crawler.ingest.admit import Ingest
 

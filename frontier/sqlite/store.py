@@ -28,13 +28,14 @@ import os
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
 import orjson
 
 from crawler.core.urlitem import UrlItem
+from frontier.sqlite.admit import AddPlan, apply_add, plan_add
+from frontier.sqlite.outcomes import apply_outcomes, sort_outcomes
 from frontier.sqlite.schema import (
     _BUMP_STATS,
     _DUE_HOSTS,
@@ -42,11 +43,8 @@ from frontier.sqlite.schema import (
     _FIRST_DUE_HOST,
     _HAS_ELIGIBLE,
     _HOST_UNLEASED,
-    _HOSTS_BY_NAME,
-    _INSERT_HOST,
     _LEASED_BY_TOKEN,
     _OLDEST_ELIGIBLE,
-    _SEEN_FRESH,
     _UNLEASE,
     DB_FILENAME,
     db_path,
@@ -167,7 +165,7 @@ class SqliteStore:
         plan = self._plan_add(items, now)
         if plan.writes:
             with self._writing() as db:
-                self._apply_add(db, plan, now)
+                apply_add(db, plan, now)
         return plan.result
 
     async def claim(self, now: float, limit: int) -> list[Lease]:
@@ -287,62 +285,10 @@ class SqliteStore:
 
     # ---------------------------------------------------------------- internals
 
-    def _plan_add(self, items: Sequence[UrlItem], now: float) -> _AddPlan:
+    def _plan_add(self, items: Sequence[UrlItem], now: float) -> AddPlan:
         # Reads and host_limits calls only: nothing here leaves a trace if it raises.
         self._check()
-        db = self._db
-        fresh: dict[int, UrlItem] = {}
-        for item in items:
-            fresh.setdefault(url_key(item.url), item)
-        duplicates = len(items) - len(fresh)
-        seen = db.execute(_SEEN_FRESH, (orjson.dumps(list(fresh)), now - self._seen_ttl)).fetchall()
-        for (h,) in seen:
-            del fresh[h]
-        duplicates += len(seen)
-        plan = _AddPlan()
-        if not fresh:
-            plan.result = AddResult(duplicates=duplicates)
-            return plan
-
-        hosts = plan.hosts
-        for host, hid, budget, admitted in db.execute(
-            _HOSTS_BY_NAME, (orjson.dumps(list({item.host for item in fresh.values()})),)
-        ):
-            hosts[host] = _HostRec(hid, budget, admitted)
-        over_budget = 0
-        for h, item in fresh.items():
-            rec = hosts.get(item.host)
-            if rec is None:
-                limits = self._host_limits(item.host)
-                rec = hosts[item.host] = _HostRec(None, limits.budget, 0, limits, limits.concurrency)
-            if rec.budget is not None and rec.admitted >= rec.budget:
-                over_budget += 1
-                continue
-            rec.admitted += 1
-            rec.added += 1
-            plan.accepted.append((h, item))
-        plan.result = AddResult(queued=len(plan.accepted), duplicates=duplicates, over_budget=over_budget)
-        return plan
-
-    def _apply_add(self, db: sqlite3.Connection, plan: _AddPlan, now: float) -> None:
-        for host, rec in plan.hosts.items():
-            if rec.hid is None and rec.limits is not None:
-                (rec.hid,) = db.execute(
-                    _INSERT_HOST, (host, rec.concurrency, float(rec.limits.spacing), rec.budget)
-                ).fetchone()
-        hosts = plan.hosts
-        db.executemany("INSERT OR REPLACE INTO seen (h, at) VALUES (?, ?)", [(h, now) for h, _ in plan.accepted])
-        db.executemany(
-            "INSERT INTO queue (hid, url, depth, attempts, not_before) VALUES (?, ?, ?, ?, 0)",
-            [(hosts[item.host].hid, item.url, item.depth, item.attempts) for _, item in plan.accepted],
-        )
-        # New rows are eligible at once, so the host is due as soon as politeness allows.
-        db.executemany(
-            "UPDATE hosts SET queued = queued + ?1, admitted = admitted + ?1, next_at = polite_at WHERE hid = ?2",
-            [(rec.added, rec.hid) for rec in hosts.values() if rec.added],
-        )
-        if plan.accepted:
-            db.execute(_BUMP_STATS, (len(plan.accepted), 0, 0, 0))
+        return plan_add(self._db, items, now, seen_ttl=self._seen_ttl, host_limits=self._host_limits)
 
     def _claim(self, db: sqlite3.Connection, now: float, limit: int) -> list[Lease]:
         leases: list[Lease] = []
@@ -395,74 +341,13 @@ class SqliteStore:
                 _LEASED_BY_TOKEN, (orjson.dumps([o.lease.token for o in outcomes]),)
             )
         }
-        stale = 0
-        links: list[UrlItem] = []
-        done_ids: list[tuple[int]] = []
-        retry_rows: list[tuple[float, int]] = []
-        dead_rows: list[tuple[str | None, str | None, float, int]] = []
-        # hid -> [leases ended, requeued, max host_due, min retry_at]
-        per_host: dict[int, list[float]] = {}
-        for o in outcomes:
-            links.extend(o.links)
-            found = leased.pop(o.lease.token, None)  # pop: a token repeated in one call is stale
-            if found is None:
-                stale += 1
-                continue
-            row_id, hid = found
-            agg = per_host.get(hid)
-            if agg is None:
-                agg = per_host[hid] = [0, 0, o.host_due, math.inf]
-            agg[0] += 1
-            agg[2] = max(agg[2], o.host_due)
-            if o.kind == "done":
-                done_ids.append((row_id,))
-            elif o.kind == "retry":
-                retry_rows.append((o.retry_at, row_id))
-                agg[1] += 1
-                agg[3] = min(agg[3], o.retry_at)
-            elif o.kind == "dead":
-                error = None if o.error is None else orjson.dumps(o.error).decode()
-                etype = None if o.error is None else o.error.get("type")
-                dead_rows.append((error, etype, now, row_id))
-            else:
-                raise ValueError(f"unknown outcome kind {o.kind!r}")
-        plan = self._plan_add(links, now) if links else None
+        rows = sort_outcomes(outcomes, leased, now)
+        plan = self._plan_add(rows.links, now) if rows.links else None
         with self._writing() as db:
-            self._apply_complete(db, done_ids, retry_rows, dead_rows, per_host, len(outcomes) - stale)
+            apply_outcomes(db, rows, len(outcomes) - rows.stale)
             if plan is not None and plan.writes:
-                self._apply_add(db, plan, now)
-        return stale
-
-    def _apply_complete(
-        self,
-        db: sqlite3.Connection,
-        done_ids: list[tuple[int]],
-        retry_rows: list[tuple[float, int]],
-        dead_rows: list[tuple[str | None, str | None, float, int]],
-        per_host: dict[int, list[float]],
-        ended: int,
-    ) -> None:
-        db.executemany("DELETE FROM queue WHERE id = ?", done_ids)
-        db.executemany(
-            "UPDATE queue SET token = NULL, expires_at = NULL, attempts = attempts + 1, not_before = ? WHERE id = ?",
-            retry_rows,
-        )
-        if dead_rows:
-            db.executemany(
-                "INSERT INTO dead (hid, url, depth, attempts, error, error_type, died_at)"
-                " SELECT hid, url, depth, attempts + 1, ?, ?, ? FROM queue WHERE id = ?",
-                dead_rows,
-            )
-            db.executemany("DELETE FROM queue WHERE id = ?", [(r[3],) for r in dead_rows])
-        # SET expressions read the old row: next_at stays a lower bound of the host's true due time
-        # max(polite_at, earliest not_before), so a retry can only pull it down to retry_at.
-        db.executemany(
-            "UPDATE hosts SET inflight = inflight - ?1, queued = queued + ?2,"
-            " polite_at = max(polite_at, ?3), next_at = max(polite_at, ?3, min(next_at, ?4)) WHERE hid = ?5",
-            [(n, requeued, due, retry_at, hid) for hid, (n, requeued, due, retry_at) in per_host.items()],
-        )
-        if ended:
-            db.execute(_BUMP_STATS, (len(retry_rows), -ended, len(done_ids), len(dead_rows)))
+                apply_add(db, plan, now)
+        return rows.stale
 
     def _unlease(self, db: sqlite3.Connection, rows: Sequence[tuple[int, int]]) -> None:
         if not rows:
@@ -473,29 +358,3 @@ class SqliteStore:
         db.executemany(_UNLEASE, [(row_id,) for row_id, _ in rows])
         db.executemany(_HOST_UNLEASED, [(n, hid) for hid, n in per_host.items()])
         db.execute(_BUMP_STATS, (len(rows), -len(rows), 0, 0))
-
-
-@dataclass(slots=True)
-class _HostRec:
-    """A host row as `add` needs it, plus how many URLs this call queues for it."""
-
-    hid: int | None  # None: a new host, inserted with `limits` when the plan is applied
-    budget: int | None
-    admitted: int
-    limits: HostLimits | None = None
-    concurrency: int = 1
-    added: int = 0
-
-
-@dataclass(slots=True)
-class _AddPlan:
-    """What `add` will write, worked out before writing anything."""
-
-    result: AddResult = field(default_factory=AddResult)
-    accepted: list[tuple[int, UrlItem]] = field(default_factory=list)
-    hosts: dict[str, _HostRec] = field(default_factory=dict)
-
-    @property
-    def writes(self) -> bool:
-        """Whether applying the plan changes anything (URLs to queue or hosts to create)."""
-        return bool(self.accepted) or any(rec.hid is None for rec in self.hosts.values())
