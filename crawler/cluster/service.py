@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import orjson
 import redis.asyncio as aioredis
 
+from crawler.cluster.faults import fault_point
 from crawler.cluster.messages import decode_lease, decode_outcome, encode_lease
 from crawler.cluster.remote import LiveDomains
 from crawler.core.recent import RecentDict
@@ -245,6 +246,7 @@ class FrontierService:
         raw = await self.redis.lrange(self.keys.outcomes, 0, batch - 1)
         if not raw:
             return 0
+        fault_point("frontier:stop-after-read")
         decoded = [decode_outcome(r) for r in raw]
         outcomes: list[Outcome] = []
         releases: list[Lease] = []
@@ -301,6 +303,7 @@ class FrontierService:
         leases = await self.store.claim(self.clock(), free)
         if not leases:
             return 0
+        fault_point("frontier:kill-after-claim")
         if self.done:
             # Say "not done" before any worker can see an inbox that is about to fill.
             self.done = False
