@@ -41,6 +41,10 @@ from crawler.core.limits import HostLimits
 from crawler.core.urlitem import UrlItem
 
 
+class Fenced(Exception):
+    """A fenced store refused a step: the caller is no longer the one allowed to change it (a deposed leader)."""
+
+
 @dataclass(slots=True, frozen=True)
 class Lease:
     """A URL handed to one worker; `token` fences late results after a reclaim."""

@@ -84,12 +84,14 @@ async def build_worker(
     host_settings: Callable[[str], HostSettings] | None = None,
     share_robots: Callable[[RobotsFetch], RobotsFetch] | None = None,
     replay: dict[str, dict[str, Any]] | None = None,
+    defer_scope: bool = False,
     clock: Callable[[], float] = time.time,
 ) -> Crawling:
     """Open the HTTP session and the record log on `stack` and wire a `Worker` around `frontier`.
 
     `share_robots` wraps the robots.txt fetch (the cluster shares robots.txt bodies in Redis); it sits
     outside the host's gate, so an answer found in the shared cache costs the host no request.
+    `defer_scope`: links outside this process's copy of the scope go on to the frontier, which judges.
     """
     settings = host_settings or cfg.for_host
     policy = AddressPolicy(cfg.network.resolve, allow_private=cfg.network.allow_private)
@@ -119,7 +121,7 @@ async def build_worker(
         max_entries=ROBOTS_CACHE_ENTRIES,
         clock=clock,
     )
-    ingest = Ingest(cfg, scope, stats, clock=clock)
+    ingest = Ingest(cfg, scope, stats, clock=clock, defer_scope=defer_scope)
     fetcher = PageFetcher(http, robots, ingest, ingest.strip, slots, max_redirects=f.max_redirects)
     renderer = None
     if cfg.fetch.render != "never" or any(d.render not in (None, "never") for d in cfg.domains.values()):

@@ -130,14 +130,10 @@ async def run_frontier(
         domains = LiveDomains(redis, opts.keys, cfg)
         await domains.refresh()
         timing = timing or ServiceTiming(heartbeat_ttl=opts.heartbeat_ttl)
-        service = FrontierService(redis, store, opts.keys, ingest, domains, timing=timing)
+        service = FrontierService(
+            redis, store, opts.keys, ingest, domains, timing=timing, scope_of=lambda names: make_scope(cfg, names)
+        )
         on_signals(stack, lambda _sig: service.stop())
-
-        async def refresh_scope() -> None:
-            ingest.scope = await _scope(redis, opts.keys, cfg)
-
-        refresher = asyncio.create_task(_every(2.0, refresh_scope))
-        stack.callback(refresher.cancel)
         if stop is not None:
 
             async def stop_when_asked() -> None:
@@ -212,6 +208,7 @@ async def run_worker(
             stats_path=out / f"stats-{wid}.json",
             host_settings=domains.for_host,
             share_robots=shared_robots(redis, keys, cfg.politeness.robots_ttl, opts.redis_deadline),
+            defer_scope=True,  # the frontier holds the job's scope; this copy is only refreshed every 2 s
         )
         worker = built.worker
         on_signals(stack, worker.stop)
@@ -270,7 +267,12 @@ async def submit(opts: ClusterOptions, seeds: list[str], *, store_config: bool) 
         cfg = await job_config(redis, opts)
         domains = seed_domains(seeds)
         if domains:
-            await redis.sadd(opts.keys.scope, *sorted(domains))
+            # Before the seeds are queued, so the frontier knows the domains before it judges any link
+            # found from them (it reads the version with each batch of outcomes).
+            async with redis.pipeline(transaction=True) as pipe:
+                pipe.sadd(opts.keys.scope, *sorted(domains))
+                pipe.incr(opts.keys.scope_version)
+                await pipe.execute()
         store = await RedisStore.open(
             opts.redis_url,
             job=opts.job,

@@ -28,13 +28,16 @@ import redis.asyncio as aioredis
 from crawler.cluster.faults import fault_point
 from crawler.cluster.messages import decode_lease, decode_outcome, encode_lease
 from crawler.cluster.remote import LiveDomains
+from crawler.cluster.scripts import ClusterScripts
 from crawler.core.recent import RecentDict
 from crawler.core.stats import Counter
 from crawler.core.urlitem import UrlItem
 from crawler.ingest.admit import Ingest
+from crawler.ingest.scope import Scope
 from frontier.redis.keys import ClusterKeys
+from frontier.redis.store import RedisStore
 from frontier.ring import HashRing
-from frontier.store import FrontierStore, Lease, Outcome
+from frontier.store import Fenced, Lease, Outcome
 
 log = logging.getLogger("crawler.frontier")
 
@@ -65,7 +68,7 @@ class FrontierService:
     def __init__(
         self,
         redis: aioredis.Redis,
-        store: FrontierStore,
+        store: RedisStore,
         keys: ClusterKeys,
         ingest: Ingest,
         domains: LiveDomains,
@@ -73,6 +76,7 @@ class FrontierService:
         timing: ServiceTiming = ServiceTiming(),
         service_id: str | None = None,
         clock: Callable[[], float] = time.time,
+        scope_of: Callable[[list[str]], Scope] | None = None,
     ) -> None:
         self.redis = redis
         self.store = store
@@ -88,12 +92,19 @@ class FrontierService:
         self.leader = False
         self._stopping = False
         self._renew = redis.register_script(_RENEW)
+        self._scripts = ClusterScripts(redis)
+        # Every store step this service takes is fenced by its leadership: once another frontier leads,
+        # a late step of this one (it was paused, say) is refused inside Redis instead of applied.
+        store.fence(keys.leader, self.id)
+        self._orphans_checked = False
         self._applied: RecentDict[str, int] = RecentDict(500_000)  # host → LiveDomains version applied
         self._last = {"members": 0.0, "reclaim": 0.0, "domains": 0.0, "leader": 0.0}
         self.done = False
         self.grace_until = 0.0  # no worker is declared dead before this (monotonic) time
         self._suspects: dict[tuple[str, int], int] = {}  # (worker, token) → heartbeat number when first missed
         self.known_hosts: RecentDict[str, None] = RecentDict(500_000)  # recently dispatched, for `status`
+        self._scope_of = scope_of
+        self._scope_version: bytes | None = None
 
     def stop(self) -> None:
         """Finish the current turn and return from `run`."""
@@ -102,6 +113,7 @@ class FrontierService:
     def after_outage(self) -> None:
         """Redis was unreachable: heartbeat keys may have expired meanwhile, so give workers time to beat."""
         self.grace_until = time.monotonic() + self.timing.heartbeat_ttl * 1.5
+        self._orphans_checked = False  # a step may have failed between claiming and dispatching
 
     async def run(self, *, until_done: bool = False) -> None:
         """Serve until stopped (or, with `until_done`, until the job has nothing queued or in flight)."""
@@ -119,6 +131,16 @@ class FrontierService:
 
     async def turn(self) -> bool:
         """One pass of the loop; True when it moved anything."""
+        try:
+            return await self._turn()
+        except Fenced:
+            # Another frontier leads now (this one was paused or cut off): nothing of this pass was applied.
+            log.warning("frontier %s was deposed mid-pass; standing by", self.id)
+            self.leader = False
+            self._orphans_checked = False
+            return False
+
+    async def _turn(self) -> bool:
         now = time.monotonic()
         if now - self._last["leader"] >= min(2.0, self.timing.leader_ttl / 4) or not self.leader:
             self._last["leader"] = now
@@ -126,6 +148,9 @@ class FrontierService:
         if not self.leader:
             await asyncio.sleep(0.5)
             return False
+        if not self._orphans_checked:
+            await self._release_orphans()
+            self._orphans_checked = True
         if now - self._last["members"] >= self.timing.membership_every:
             self._last["members"] = now
             await self._membership()
@@ -151,6 +176,7 @@ class FrontierService:
             return
         if await self.redis.set(self.keys.leader, self.id, nx=True, px=ttl_ms):
             self.leader = True
+            self._orphans_checked = False
             log.info("frontier %s is the leader for job %s", self.id, self.keys.job)
 
     async def _membership(self) -> None:
@@ -215,7 +241,7 @@ class FrontierService:
         self._suspects = still
         for w, leases in lost.items():
             await self.store.release(leases, self.clock())
-            await self.redis.hdel(self.keys.assigned(w), *[str(le.token) for le in leases])
+            await self._fenced([["HDEL", self.keys.assigned(w), *[str(le.token) for le in leases]]])
             log.warning("worker %s lost %d leases (a reply lost with Redis?); released them", w, len(leases))
 
     async def _hlen_all(self, workers: list[str]) -> dict[str, int]:
@@ -226,27 +252,61 @@ class FrontierService:
         return dict(zip(workers, (int(n) for n in lens), strict=True))
 
     async def _bury(self, worker: str) -> None:
-        """A worker's heartbeat expired: give its leases back (new tokens) and forget it."""
-        raw = await self.redis.hvals(self.keys.assigned(worker))
-        leases = [decode_lease(r) for r in raw]
-        if leases:
-            await self.store.release(leases, self.clock())
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.delete(self.keys.assigned(worker), self.keys.inbox(worker))
-            pipe.hdel(self.keys.workers, worker)
-            await pipe.execute()
+        """A worker's heartbeat expired: forget it (atomically, only if no answer of it waits), then give its
+        leases back with new tokens so their hosts go to other workers."""
+        k = self.keys
+        held = await self._scripts.bury(
+            keys=[k.leader, k.alive(worker), k.outcomes, k.assigned(worker), k.inbox(worker), k.workers],
+            args=[self.id, worker],
+        )
+        if held is None:
+            return  # its answers are still queued: apply them first
+        leases = [decode_lease(r) for r in held]
+        # Between the two steps the leases are claimed but assigned to nobody: a new leader sweeps those.
+        await self.store.release(leases, self.clock())
         self.ring.remove(worker)
         self.capacity.pop(worker, None)
         self.assigned.pop(worker, None)
         log.warning("worker %s is gone: %d leases released to other workers", worker, len(leases))
 
+    async def _release_orphans(self) -> None:
+        """Release leases claimed but assigned to no worker: a leader died (or was deposed) between claiming
+        and dispatching them, or between burying a worker and releasing its leases."""
+        leased = set(await self.store.lease_tokens())
+        if not leased:
+            return
+        workers = [w.decode() for w in await self.redis.hkeys(self.keys.workers)]
+        held: set[int] = set()
+        if workers:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                for w in workers:
+                    pipe.hkeys(self.keys.assigned(w))
+                for tokens in await pipe.execute():
+                    held.update(int(t) for t in tokens)
+        orphans = sorted(leased - held)
+        if orphans:
+            released = await self.store.release_tokens(orphans)
+            log.warning("released %d leases that no worker held (claimed by a frontier that stopped)", released)
+
+    async def _fenced(self, commands: list[list[object]]) -> None:
+        """Run Redis commands atomically, only while this service still leads the job."""
+        if commands:
+            await self._scripts.fenced(keys=[self.keys.leader], args=[self.id, orjson.dumps(commands)])
+
     async def _apply_outcomes(self, batch: int = 1000) -> int:
         # Read, apply, then trim: a Redis error midway leaves the batch to be applied again (stale tokens
         # and the seen-set make that harmless) instead of losing it. Only the leader consumes this list.
-        raw = await self.redis.lrange(self.keys.outcomes, 0, batch - 1)
+        # The scope version is read at the same instant as the batch: a submission's domains (added before
+        # its seeds were queued) are therefore known before any link found from those seeds is judged.
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.lrange(self.keys.outcomes, 0, batch - 1)
+            pipe.get(self.keys.scope_version)
+            raw, version = await pipe.execute()
         if not raw:
             return 0
         fault_point("frontier:stop-after-read")
+        if version != self._scope_version:
+            await self.refresh_scope(version)
         decoded = [decode_outcome(r) for r in raw]
         outcomes: list[Outcome] = []
         releases: list[Lease] = []
@@ -271,22 +331,34 @@ class FrontierService:
                 self.ingest.stats.incr(Counter.DUPLICATE_URLS, added.duplicates)
                 if added.over_budget:
                     self.ingest.stats.skip("over_budget", added.over_budget)
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for worker, o in decoded:
-                    if isinstance(o, list):
-                        continue
-                    lease = o if isinstance(o, Lease) else o.lease
-                    pipe.hdel(self.keys.assigned(worker), str(lease.token))
-                    if worker in self.assigned:
-                        self.assigned[worker] = max(0, self.assigned[worker] - 1)
-                pipe.ltrim(self.keys.outcomes, len(raw), -1)
-                await pipe.execute()
+            answered: dict[str, list[str]] = {}
+            for worker, o in decoded:
+                if isinstance(o, list):
+                    continue
+                lease = o if isinstance(o, Lease) else o.lease
+                answered.setdefault(worker, []).append(str(lease.token))
+            commands: list[list[object]] = [
+                ["HDEL", self.keys.assigned(w), *chunk] for w, toks in answered.items() for chunk in _chunks(toks)
+            ]
+            commands.append(["LTRIM", self.keys.outcomes, len(raw), -1])
+            await self._fenced(commands)
+            for w, toks in answered.items():
+                if w in self.assigned:
+                    self.assigned[w] = max(0, self.assigned[w] - len(toks))
         except BaseException:
             # Nothing of this batch is trimmed, so it is applied again next turn: its links must pass
             # this process's recent-URL cache again, or they would be dropped as already seen.
             self.ingest.forget(item.url for item in links)
             raise
         return len(decoded)
+
+    async def refresh_scope(self, version: bytes | None = None) -> None:
+        """Rebuild the job's scope from the domains submitted so far (the scope's one authority)."""
+        if self._scope_of is None:
+            return
+        members = await self.redis.smembers(self.keys.scope)
+        self.ingest.scope = self._scope_of(sorted(m.decode() for m in members))
+        self._scope_version = version
 
     def _admit(self, items: list[UrlItem]) -> list[UrlItem]:
         """This process's Bloom filter, recent cache and scope, before the store's exact seen-set."""
@@ -321,13 +393,15 @@ class FrontierService:
             await self._apply_live_limits(lease.item.host)
         if back:
             await self.store.release(back, self.clock())
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for worker, items in by_worker.items():
-                msgs = {str(le.token): encode_lease(le) for le in items}
-                pipe.hset(self.keys.assigned(worker), mapping=msgs)
-                pipe.rpush(self.keys.inbox(worker), *msgs.values())
-                self.assigned[worker] = self.assigned.get(worker, 0) + len(items)
-            await pipe.execute()
+        commands: list[list[object]] = []
+        for worker, items in by_worker.items():
+            msgs = [(str(le.token), encode_lease(le).decode()) for le in items]
+            for chunk in _chunks(msgs):
+                commands.append(["HSET", self.keys.assigned(worker), *[x for pair in chunk for x in pair]])
+                commands.append(["RPUSH", self.keys.inbox(worker), *[m for _, m in chunk]])
+        await self._fenced(commands)
+        for worker, items in by_worker.items():
+            self.assigned[worker] = self.assigned.get(worker, 0) + len(items)
         return len(leases) - len(back)
 
     async def _apply_live_limits(self, host: str) -> None:
@@ -357,3 +431,8 @@ class FrontierService:
             self.done = done
             await self.redis.hset(self.keys.state, mapping={"done": "1" if done else "0", "updated": time.time()})
             log.info("job %s %s", self.keys.job, "is done" if done else "has work")
+
+
+def _chunks(items: list, size: int = 500) -> list[list]:
+    """Slices of at most `size` (Lua's unpack takes a few thousand values at most)."""
+    return [items[i : i + size] for i in range(0, len(items), size)]

@@ -17,7 +17,7 @@ from crawler.core.stats import Counter, Stats
 from crawler.core.urlitem import UrlItem
 from crawler.core.urlnorm import ParamStripper, host_key, normalize
 from crawler.ingest.bloom import SeenBloom
-from crawler.ingest.scope import Scope
+from crawler.ingest.scope import OUT_OF_SCOPE, Scope
 
 
 class Ingest:
@@ -32,6 +32,7 @@ class Ingest:
         bloom: SeenBloom | None = None,
         recent_size: int = 200_000,
         clock: Callable[[], float] = time.time,
+        defer_scope: bool = False,
     ) -> None:
         self.config = config
         self.scope = scope
@@ -42,6 +43,9 @@ class Ingest:
         self._recent_size = recent_size
         self._ttl = config.crawl.seen_ttl
         self._clock = clock
+        # A cluster worker's copy of the job's scope may lag a submission: a link outside it is passed on
+        # (unmarked by dedup) to the frontier, which holds the job's scope, instead of being dropped here.
+        self.defer_scope = defer_scope
 
     def normalize_links(self, hrefs: Iterable[str], base: str) -> list[str]:
         """Absolute, normalized, unique links of a page (invalid ones counted and dropped)."""
@@ -56,6 +60,10 @@ class Ingest:
 
     def reason(self, url: str, host: str, depth: int) -> str | None:
         """Why `url` at `depth` is out of bounds (depth, scope, trap rules), or None: the one scope authority."""
+        why = self._reason(url, host, depth)
+        return None if why == OUT_OF_SCOPE and self.defer_scope else why
+
+    def _reason(self, url: str, host: str, depth: int) -> str | None:
         limits = self.config.for_host(host)
         if depth > limits.max_depth:
             return "max_depth"
@@ -76,8 +84,11 @@ class Ingest:
         stats = self.stats
         for url in urls:
             host = host_key(url)
-            reason = self.reason(url, host, depth)
+            reason = self._reason(url, host, depth)
             if reason is not None:
+                if reason == OUT_OF_SCOPE and self.defer_scope:
+                    items.append(UrlItem(url, host, depth))
+                    continue
                 stats.skip(reason)
                 continue
             if self.bloom.add(url):

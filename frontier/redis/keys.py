@@ -181,6 +181,11 @@ class ClusterKeys:
         return self.prefix + "scope"
 
     @property
+    def scope_version(self) -> str:
+        """STRING counter, bumped (in one transaction with SADD `scope`) whenever a submission adds domains."""
+        return self.prefix + "scope_version"
+
+    @property
     def config(self) -> str:
         """STRING: the job's configuration as JSON (from `crawler submit -c`); no TTL."""
         return self.prefix + "config"

@@ -40,13 +40,13 @@ from typing import Any
 import orjson
 from redis.asyncio import ConnectionPool, Redis
 from redis.backoff import NoBackoff
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, ResponseError
 from redis.retry import Retry
 from xxhash import xxh3_64_hexdigest
 
 from crawler.core.urlitem import UrlItem
 from frontier.redis.keys import StoreKeys, is_store_key
-from frontier.store import AddResult, Counts, DeadLetter, HostLimits, HostLimitsFn, Lease, Outcome
+from frontier.store import AddResult, Counts, DeadLetter, Fenced, HostLimits, HostLimitsFn, Lease, Outcome
 
 __all__ = ["SCRIPTS", "RedisStore", "url_hash"]
 
@@ -105,6 +105,7 @@ class RedisStore:
         self._closed = False
         #: Requests sent to Redis by this store (one per call, plus one per NOSCRIPT reload or host discovery).
         self.round_trips = 0
+        self._fence: tuple[str, str] | None = None
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -161,6 +162,11 @@ class RedisStore:
         self._closed = True
         await self._r.aclose()
         await self._pool.disconnect()
+
+    def fence(self, key: str, holder: str) -> None:
+        """From now on every script runs only while `key` holds `holder` (the frontier leader's key and id);
+        otherwise it changes nothing and raises `Fenced`."""
+        self._fence = (key, holder)
 
     async def ping(self) -> None:
         """Check that Redis answers; raises `redis.exceptions.ConnectionError` if not."""
@@ -219,8 +225,18 @@ class RedisStore:
 
     async def release(self, leases: Sequence[Lease], now: float) -> None:
         """Give leases back unfetched, at their old place (the head) of their host queue."""
-        if leases:
-            await self._eval("release", [int(x.token) for x in leases])
+        await self.release_tokens([x.token for x in leases])
+
+    async def release_tokens(self, tokens: Sequence[int]) -> int:
+        """`release` by token alone (unknown tokens are ignored); returns how many were released."""
+        if not tokens:
+            return 0
+        return int(await self._eval("release", [int(t) for t in tokens]))
+
+    async def lease_tokens(self) -> list[int]:
+        """Tokens of every lease out now (for a new leader's reconciliation; small: leases in flight)."""
+        self.round_trips += 1
+        return [int(t) for t in await self._r.hkeys(self.keys.lease)]
 
     async def reclaim_expired(self, now: float) -> int:
         """Requeue leases whose `expires_at` is at or before `now`; returns how many."""
@@ -307,13 +323,21 @@ class RedisStore:
         if self._closed:
             raise RuntimeError("frontier store is closed")
         self.round_trips += 1
+        fence = self._fence
+        head: tuple[Any, ...] = (0,) if fence is None else (1, fence[0])
+        tail: tuple[Any, ...] = () if fence is None else (fence[1],)
         try:
-            return await self._r.evalsha(self._shas[name], 0, self.keys.prefix, *args)
-        except NoScriptError:
-            # Redis lost its script cache (restart, SCRIPT FLUSH); the script did not run.
-            self.round_trips += 2
-            self._shas[name] = await self._r.script_load(self._sources[name])
-            return await self._r.evalsha(self._shas[name], 0, self.keys.prefix, *args)
+            try:
+                return await self._r.evalsha(self._shas[name], *head, self.keys.prefix, *args, *tail)
+            except NoScriptError:
+                # Redis lost its script cache (restart, SCRIPT FLUSH); the script did not run.
+                self.round_trips += 2
+                self._shas[name] = await self._r.script_load(self._sources[name])
+                return await self._r.evalsha(self._shas[name], *head, self.keys.prefix, *args, *tail)
+        except ResponseError as exc:
+            if str(exc).startswith("FENCED"):
+                raise Fenced(str(exc)) from None
+            raise
 
     async def _load_scripts(self) -> None:
         self.round_trips += 1

@@ -3,6 +3,15 @@
 -- Batches arrive as one JSON argument each (cheaper to send than thousands of arguments).
 -- Scripts validate nothing after their first write (Redis does not roll a failed script back):
 -- the Python side checks arguments before calling.
+-- Leader fence: a caller that passes a key (KEYS[1]) is acting as the job's frontier leader; that key must
+-- still hold the caller's id (the last argument) or nothing runs, so a deposed leader changes nothing.
+local NARGV = #ARGV
+if #KEYS == 1 then
+  NARGV = NARGV - 1
+  if redis.call('GET', KEYS[1]) ~= ARGV[NARGV + 1] then
+    return redis.error_reply('FENCED not the leader')
+  end
+end
 local P = ARGV[1]
 local K_DUE = P .. 'due'
 local K_ITEMS = P .. 'items'
