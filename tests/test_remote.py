@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import random
 
+import pytest
 import redis.asyncio as aioredis
 
 from crawler.cluster.messages import decode_outcome, encode_lease
 from crawler.cluster.remote import LiveDomains, RedisNearDup, RemoteFrontier, shared_robots
 from crawler.core.config import Config
+from crawler.core.errors import LeasesLost
 from crawler.core.limits import HostLimits
 from crawler.core.urlitem import UrlItem
 from crawler.extract.neardup import hamming
@@ -110,28 +112,67 @@ async def test_remote_frontier_is_the_worker_frontier_contract(redis_server: Red
     client = aioredis.from_url(redis_server.url)
     store = await RedisStore.open(redis_server.url, job=redis_job, host_limits=lambda h: HostLimits())
     try:
-        remote: WorkerFrontier = RemoteFrontier(client, keys, store, "w1", exit_when_done=True)
+        remote = RemoteFrontier(client, keys, store, "w1", exit_when_done=True)
+        frontier: WorkerFrontier = remote
+        assert not frontier.valid()  # nothing is ours before the first heartbeat
+        assert await remote.beat() and frontier.valid()
+        assert await client.exists(keys.alive("w1")) and await client.hexists(keys.workers, "w1")
         leases = [Lease(UrlItem(f"http://a.test/{i}", "a.test", 1), token=i + 1, expires_at=99.0) for i in range(3)]
         await client.rpush(keys.inbox("w1"), *[encode_lease(lease) for lease in leases])
-        assert [lease.token for lease in await remote.claim(0.0, 2)] == [1, 2]
-        assert [lease.token for lease in await remote.claim(0.0, 5)] == [3]
+        assert [lease.token for lease in await frontier.claim(0.0, 2)] == [1, 2]
+        assert [lease.token for lease in await frontier.claim(0.0, 5)] == [3]
         done = Outcome(leases[0], "done", host_due=12.5, error=None)
         links = [UrlItem("http://a.test/new", "a.test", 2)]
-        assert await remote.finish([done], links, 1.0) is None  # the frontier service judges links
-        await remote.release([leases[1]], 1.0)
+        assert await frontier.finish([done], links, 1.0) is None  # the frontier service judges links
+        await frontier.release([leases[1]], 1.0)
         raw = await client.lrange(keys.outcomes, 0, -1)
         decoded = [decode_outcome(r) for r in raw]
         assert decoded[0][0] == "w1" and isinstance(decoded[0][1], Outcome) and decoded[0][1].host_due == 12.5
         assert decoded[1] == ("w1", links)  # links after their page's outcome, in the same push
         assert decoded[2] == ("w1", leases[1])  # a release is a bare lease
-        await remote.checkpoint(123, {"pages": 1})  # nothing to make durable: outcomes are already in Redis
+        await frontier.checkpoint(123, {"pages": 1})  # nothing to make durable: outcomes are already in Redis
         assert await client.llen(keys.outcomes) == 3
-        assert await remote.next_due(5.0) == 5.0 + remote.poll  # the job is not done: poll again
+        assert await frontier.next_due(5.0) == 5.0 + remote.poll  # the job is not done: poll again
         await client.hset(keys.state, "done", "1")
-        assert await remote.next_due(5.0) is None  # done and the inbox empty: this worker may finish
-        await remote.set_host_limits("a.test", HostLimits(2, 0.5))
-        counts = await remote.counts()
-        assert counts.queued == 0 and counts.leased == 0
+        assert await frontier.next_due(5.0) is None  # done and the inbox empty: this worker may finish
+        await frontier.set_host_limits("a.test", HostLimits(2, 0.5))
+        counts = await frontier.counts()
+        assert counts is not None and counts.queued == 0 and counts.leased == 0
+    finally:
+        await store.close()
+        await client.aclose()
+
+
+async def test_a_worker_whose_heartbeat_expired_is_fenced_and_rejoins_afresh(
+    redis_server: RedisServer, redis_job: str
+) -> None:
+    """Past the local deadline nothing is claimed or sent; Redis refuses a dead incarnation; rejoin starts anew."""
+    keys = ClusterKeys(redis_job)
+    client = aioredis.from_url(redis_server.url)
+    store = await RedisStore.open(redis_server.url, job=redis_job, host_limits=lambda h: HostLimits())
+    try:
+        now = [100.0]
+        remote = RemoteFrontier(client, keys, store, "w1", heartbeat_ttl=0.5, clock=lambda: now[0])
+        assert await remote.beat() and remote.valid()
+        lease = Lease(UrlItem("http://a.test/", "a.test", 0), token=7, expires_at=99.0)
+        await client.rpush(keys.inbox("w1"), encode_lease(lease))
+        now[0] += 0.5 - remote.margin  # the local deadline: before the key can have expired in Redis
+        assert not remote.valid()
+        assert await remote.claim(0.0, 5) == []  # the lease stays in the inbox for the frontier to take back
+        with pytest.raises(LeasesLost):
+            await remote.finish([Outcome(lease, "done", 1.0)], [], 1.0)
+        await asyncio.sleep(0.6)  # the key expires in Redis
+        now[0] = 200.0
+        assert not await remote.beat()  # a dead incarnation cannot re-join silently
+        remote._valid_until = now[0] + 10  # even if its clock were wrong, Redis refuses its answers
+        with pytest.raises(LeasesLost):
+            await remote.finish([Outcome(lease, "done", 1.0)], [], 1.0)
+        assert await client.llen(keys.outcomes) == 0
+        await remote.rejoin()
+        assert remote.worker_id == "w1~1" and remote.valid()
+        assert await client.exists(keys.alive("w1~1"))
+        await remote.finish([Outcome(lease, "done", 1.0)], [], 1.0)
+        assert [decode_outcome(r)[0] for r in await client.lrange(keys.outcomes, 0, -1)] == ["w1~1"]
     finally:
         await store.close()
         await client.aclose()

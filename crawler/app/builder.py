@@ -107,7 +107,7 @@ async def build_worker(
             max_connections=max(cfg.crawl.concurrency, 8),
         )
     )
-    slots = HostSlots(settings, cfg.politeness, clock=clock)
+    slots = HostSlots(settings, cfg.politeness, clock=clock, guard=frontier.valid)
     fetch_robots = gated(robots_fetcher(http), slots)
     if share_robots is not None:
         fetch_robots = share_robots(fetch_robots)

@@ -15,7 +15,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -131,7 +131,14 @@ async def run_frontier(
         await domains.refresh()
         timing = timing or ServiceTiming(heartbeat_ttl=opts.heartbeat_ttl)
         service = FrontierService(
-            redis, store, opts.keys, ingest, domains, timing=timing, scope_of=lambda names: make_scope(cfg, names)
+            redis,
+            store,
+            opts.keys,
+            ingest,
+            domains,
+            timing=timing,
+            scope_of=lambda names: make_scope(cfg, names),
+            max_pages=cfg.crawl.max_pages,
         )
         on_signals(stack, lambda _sig: service.stop())
         if stop is not None:
@@ -194,12 +201,19 @@ async def run_worker(
         domains = LiveDomains(redis, keys, cfg)
         await domains.refresh()
         remote = RemoteFrontier(
-            redis, keys, store, wid, redis_deadline=opts.redis_deadline, exit_when_done=exit_when_done
+            redis,
+            keys,
+            store,
+            wid,
+            heartbeat_ttl=opts.heartbeat_ttl,
+            redis_deadline=opts.redis_deadline,
+            exit_when_done=exit_when_done,
         )
         out.mkdir(parents=True, exist_ok=True)
         built = await build_worker(
             stack,
-            cfg,
+            # max_pages is the job's, counted by the frontier service: not per worker.
+            replace(cfg, crawl=replace(cfg.crawl, max_pages=0)),
             frontier=remote,
             scope=await _scope(redis, keys, cfg),
             stats=stats,
@@ -213,24 +227,13 @@ async def run_worker(
         worker = built.worker
         on_signals(stack, worker.stop)
 
-        beats = [0]
+        remote.describe = lambda: stats.snapshot(
+            concurrency=cfg.crawl.concurrency, in_flight=len(worker.tasks), tokens=worker.held_tokens()
+        )
 
         async def beat() -> None:
-            # Every lease this worker holds (running, or answered but not yet sent): the frontier
-            # releases dispatched leases that are in neither the inbox nor this list.
-            beats[0] += 1
-            tokens = worker.held_tokens()
-            snap = stats.snapshot(
-                concurrency=cfg.crawl.concurrency,
-                in_flight=len(worker.tasks),
-                at=time.time(),
-                seq=beats[0],
-                tokens=tokens,
-            )
-            async with redis.pipeline(transaction=False) as p:
-                p.set(keys.alive(wid), "1", px=int(opts.heartbeat_ttl * 1000))
-                p.hset(keys.workers, wid, orjson.dumps(snap))
-                await p.execute()
+            if not await remote.beat():
+                log.warning("worker %s was declared dead (paused or cut off too long)", remote.worker_id)
 
         async def refresh() -> None:
             await domains.refresh()
@@ -249,10 +252,9 @@ async def run_worker(
                 t.cancel()
             with contextlib.suppress(Exception):
                 await beat()  # the final numbers, for `crawler status`
-                # Leaving cleanly: the frontier need not wait for the heartbeat to expire.
-                await redis.delete(keys.alive(wid))
-        log.info("worker %s stopped: %d pages", wid, stats.c[Counter.PAGES])
-        return stats.snapshot(worker=wid, finished=worker.finished, stopped=worker.stop_reason)
+                await remote.leave()
+        log.info("worker %s stopped: %d pages", remote.worker_id, stats.c[Counter.PAGES])
+        return stats.snapshot(worker=remote.worker_id, finished=worker.finished, stopped=worker.stop_reason)
 
 
 async def submit(opts: ClusterOptions, seeds: list[str], *, store_config: bool) -> AddResult:

@@ -9,7 +9,9 @@ robots.txt bodies cluster-wide; `LiveDomains` applies `crawler domain set` while
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
@@ -24,13 +26,15 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 import frontier.redis
 from crawler.cluster.messages import decode_lease, encode_links, encode_outcome
+from crawler.cluster.scripts import ClusterScripts
 from crawler.core.config import Config, DomainSettings, HostSettings, config_from_dict
-from crawler.core.errors import ConfigError
+from crawler.core.errors import ConfigError, LeasesLost
 from crawler.core.urlitem import UrlItem
 from crawler.extract.neardup import block_keys
 from crawler.fetch.robots import RobotsFetch, RobotsResponse
 from frontier.redis.keys import ClusterKeys
-from frontier.store import Counts, FrontierStore, HostLimits, Lease, Outcome
+from frontier.redis.store import RedisStore
+from frontier.store import Counts, HostLimits, Lease, Outcome
 
 log = logging.getLogger("crawler.cluster.remote")
 _NEARDUP_LUA = Path(frontier.redis.__file__).resolve().parent / "lua" / "neardup.lua"
@@ -73,53 +77,127 @@ class RemoteFrontier:
     Claims come from this worker's inbox (the service fills it with leases of the hosts this worker
     owns on the ring); outcomes and links go back on the outcomes list in one push, where the service
     applies them, judges staleness and dedups the links (so `finish` cannot report verdicts: None).
+
+    Fencing: the worker's leases are its own only while its heartbeat key lives. `valid()` turns false
+    at a local monotonic deadline (the last acknowledged heartbeat's send time plus the TTL, less a
+    margin), before the key can have expired; Redis itself refuses the answers (`ack.lua`) and the
+    heartbeats (`beat.lua`) of a worker whose key expired. A worker that lost its leases drops its work
+    and `rejoin`s under a new incarnation id, with a new inbox.
     """
 
     def __init__(
         self,
         redis: aioredis.Redis,
         keys: ClusterKeys,
-        store: FrontierStore,
+        store: RedisStore,
         worker_id: str,
         *,
+        heartbeat_ttl: float = 10.0,
         redis_deadline: float = 60.0,
         exit_when_done: bool = False,
         poll_interval: float = 0.05,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.redis = redis
         self.keys = keys
         self.store = store
+        self.base_id = worker_id
         self.worker_id = worker_id
+        self.incarnation = 0
+        self.ttl = heartbeat_ttl
+        self.margin = max(0.2, heartbeat_ttl * 0.15)
         self.deadline = redis_deadline
         self.exit_when_done = exit_when_done
         self.poll = poll_interval
+        self._clock = clock
+        self._valid_until = -math.inf  # nothing is ours before the first acknowledged heartbeat
+        self._joined = False
+        self._scripts = ClusterScripts(redis)
+        self.beats = 0
+        #: What each heartbeat carries (counters, held lease tokens); set by the composition root.
+        self.describe: Callable[[], dict[str, Any]] = dict
+
+    def valid(self) -> bool:
+        """Whether this worker's leases are surely still its own (see the class docstring)."""
+        return self._clock() < self._valid_until
+
+    async def beat(self) -> bool:
+        """Renew the heartbeat (joining on the first call); False when this incarnation was declared dead.
+
+        Heartbeats are numbered and list the leases held (`describe`): the frontier releases dispatched
+        leases that are in neither the inbox nor that list (a reply lost with Redis).
+        """
+        self.beats += 1
+        heartbeat = {**self.describe(), "seq": self.beats, "at": time.time()}
+        sent = self._clock()
+        ok = await with_redis_retry(
+            lambda: self._scripts.beat(
+                keys=[self.keys.alive(self.worker_id), self.keys.workers],
+                args=[self.worker_id, int(self.ttl * 1000), orjson.dumps(heartbeat), "0" if self._joined else "1"],
+            ),
+            self.deadline,
+            "heartbeat",
+        )
+        if int(ok) == 1:
+            self._joined = True
+            self._valid_until = sent + self.ttl - self.margin
+            return True
+        self._valid_until = -math.inf
+        return False
+
+    async def rejoin(self) -> None:
+        """Start a new incarnation (new id, so a new inbox) after this one's leases were lost, and join."""
+        self.incarnation += 1
+        self.worker_id = f"{self.base_id}~{self.incarnation}"
+        self._joined = False
+        self._valid_until = -math.inf
+        log.warning("worker %s lost its leases; joining again as %s", self.base_id, self.worker_id)
+        await self.beat()
 
     async def claim(self, now: float, limit: int) -> list[Lease]:
-        """Take up to `limit` leases from this worker's inbox."""
+        """Take up to `limit` leases from this worker's inbox (none while its leases may be lost)."""
+        if not self.valid():
+            return []
         inbox = self.keys.inbox(self.worker_id)
         raw = await with_redis_retry(lambda: self.redis.lpop(inbox, limit), self.deadline, "claim")
         return [decode_lease(r) for r in raw or []]
 
     async def finish(self, outcomes: Sequence[Outcome], links: Sequence[UrlItem], now: float) -> None:
-        """Send outcomes, then the links found, in one push; the frontier service applies and judges them."""
+        """Send outcomes, then the links found, in one push; raises LeasesLost when Redis refuses them."""
         msgs = [encode_outcome(o, self.worker_id) for o in outcomes]
         if links:
             msgs.append(encode_links(links, self.worker_id))
-        if msgs:
-            await with_redis_retry(lambda: self.redis.rpush(self.keys.outcomes, *msgs), self.deadline, "ack")
+        await self._ack(msgs, "ack")
 
     async def release(self, leases: Sequence[Lease], now: float) -> None:
-        """Hand leases back unfetched."""
-        if leases:
-            msgs = [encode_outcome(lease, self.worker_id) for lease in leases]
-            await with_redis_retry(lambda: self.redis.rpush(self.keys.outcomes, *msgs), self.deadline, "release")
+        """Hand leases back unfetched (a lost incarnation's leases are released by the frontier instead)."""
+        if leases and self.valid():
+            with contextlib.suppress(LeasesLost):
+                await self._ack([encode_outcome(lease, self.worker_id) for lease in leases], "release")
+
+    async def _ack(self, msgs: list[bytes], what: str) -> None:
+        if not msgs:
+            return
+        if not self.valid():
+            raise LeasesLost(f"worker {self.worker_id}: heartbeat may have expired")
+        keys = [self.keys.alive(self.worker_id), self.keys.outcomes]
+        ok = await with_redis_retry(lambda: self._scripts.ack(keys=keys, args=msgs), self.deadline, what)
+        if int(ok) != 1:
+            self._valid_until = -math.inf
+            raise LeasesLost(f"worker {self.worker_id} was declared dead")
 
     async def drain_inbox(self) -> int:
         """On the way out: hand back the leases still waiting in this worker's inbox."""
+        if not self.valid():
+            return 0
         inbox = self.keys.inbox(self.worker_id)
         waiting = await with_redis_retry(lambda: self.redis.lpop(inbox, 100_000), self.deadline, "release")
         await self.release([decode_lease(r) for r in waiting or []], 0.0)
         return len(waiting or [])
+
+    async def leave(self) -> None:
+        """A clean exit: delete the heartbeat key, so the frontier need not wait for it to expire."""
+        await self.redis.delete(self.keys.alive(self.worker_id))
 
     async def next_due(self, now: float) -> float | None:
         """Poll again shortly; None (finish) only in exit-when-done mode once the job is done."""

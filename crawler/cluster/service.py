@@ -77,6 +77,7 @@ class FrontierService:
         service_id: str | None = None,
         clock: Callable[[], float] = time.time,
         scope_of: Callable[[list[str]], Scope] | None = None,
+        max_pages: int = 0,
     ) -> None:
         self.redis = redis
         self.store = store
@@ -104,6 +105,7 @@ class FrontierService:
         self._suspects: dict[tuple[str, int], int] = {}  # (worker, token) → heartbeat number when first missed
         self.known_hosts: RecentDict[str, None] = RecentDict(500_000)  # recently dispatched, for `status`
         self._scope_of = scope_of
+        self.max_pages = max_pages  # for the whole job: records (done or dead) plus leases out
         self._scope_version: bytes | None = None
 
     def stop(self) -> None:
@@ -307,7 +309,13 @@ class FrontierService:
         fault_point("frontier:stop-after-read")
         if version != self._scope_version:
             await self.refresh_scope(version)
-        decoded = [decode_outcome(r) for r in raw]
+        decoded = []
+        for r in raw:
+            try:
+                decoded.append(decode_outcome(r))
+            except (ValueError, TypeError) as exc:  # orjson's decode error is a ValueError
+                # One malformed message must not stop the job (it would be read again forever): drop it.
+                log.error("dropping a malformed message on the outcomes list (%s): %r", exc, r[:200])
         outcomes: list[Outcome] = []
         releases: list[Lease] = []
         links: list[UrlItem] = []
@@ -350,7 +358,7 @@ class FrontierService:
             # this process's recent-URL cache again, or they would be dropped as already seen.
             self.ingest.forget(item.url for item in links)
             raise
-        return len(decoded)
+        return len(raw)
 
     async def refresh_scope(self, version: bytes | None = None) -> None:
         """Rebuild the job's scope from the domains submitted so far (the scope's one authority)."""
@@ -370,6 +378,9 @@ class FrontierService:
     async def _dispatch(self) -> int:
         room = {w: self.capacity.get(w, 0) - self.assigned.get(w, 0) for w in self.ring.members}
         free = sum(max(0, r) for r in room.values())
+        if free > 0 and self.max_pages:
+            c = await self.store.counts()
+            free = min(free, self.max_pages - (c.done + c.dead + c.leased))
         if free <= 0:
             return 0
         leases = await self.store.claim(self.clock(), free)
@@ -426,7 +437,8 @@ class FrontierService:
     async def _check_done(self) -> None:
         counts = await self.store.counts()
         pending = await self.redis.llen(self.keys.outcomes)
-        done = counts.queued == 0 and counts.leased == 0 and pending == 0
+        budget_spent = bool(self.max_pages) and counts.done + counts.dead >= self.max_pages
+        done = (counts.queued == 0 or budget_spent) and counts.leased == 0 and pending == 0
         if done != self.done:
             self.done = done
             await self.redis.hset(self.keys.state, mapping={"done": "1" if done else "0", "updated": time.time()})

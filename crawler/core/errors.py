@@ -50,3 +50,8 @@ class CrawlError(Exception):
 
 class ConfigError(Exception):
     """A configuration, flag or seed-file problem; the CLI prints it and exits 2."""
+
+
+class LeasesLost(Exception):
+    """This worker's leases may belong to another worker now (its heartbeat could have expired): it must
+    start no request and write no record for them."""

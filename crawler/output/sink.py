@@ -39,6 +39,20 @@ class RecordLog:
             self.offset += len(data)
         return self.offset
 
+    def truncate(self, offset: int) -> int:
+        """Drop queued records and cut the file back to `offset`; returns how many records were dropped."""
+        dropped = len(self._buf)
+        self._buf.clear()
+        if offset < self.offset:
+            self._fh.flush()
+            with open(self.path, "rb") as fh:
+                fh.seek(offset)
+                dropped += fh.read().count(b"\n")
+            self._fh.truncate(offset)
+            self._fh.seek(offset)
+            self.offset = offset
+        return dropped
+
     def close(self) -> None:
         """Flush and close the file."""
         if not self._fh.closed:

@@ -16,6 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from crawler.core.errors import LeasesLost
 from crawler.core.stats import Counter, Stats
 from crawler.output.files import write_json_atomic
 from crawler.output.sink import RecordLog
@@ -71,6 +72,10 @@ class Committer:
         links = [item for o in outcomes for item in o.links]
         try:
             added = await self.frontier.finish([replace(o, links=()) for o in outcomes], links, self.clock())
+        except LeasesLost:
+            # Refused: the leases are another worker's now. The worker drops this work (`discard`).
+            self._pending[:0] = outcomes
+            return
         except BaseException:
             # Not applied: keep them (links included) for the next try, and the committed offset behind them.
             self._pending[:0] = outcomes
@@ -82,6 +87,12 @@ class Committer:
         self._applied_offset = offset
         if self.on_applied is not None:
             self.on_applied()
+
+    def discard(self) -> int:
+        """Forget every outcome not handed on and cut their records from the log (the leases were lost);
+        returns how many records were cut."""
+        self._pending.clear()
+        return self.sink.truncate(self._applied_offset)
 
     async def checkpoint(self, **extra: Any) -> None:
         """Apply what is pending, commit it durably with the log offset and counters, write stats.json."""

@@ -28,7 +28,8 @@ class WorkerFrontier(Protocol):
 
     async def finish(self, outcomes: Sequence[Outcome], links: Sequence[UrlItem], now: float) -> AddResult | None:
         """Apply outcomes, then offer the links found; the store's verdicts on the links, or None when
-        they are judged elsewhere (the cluster's frontier service counts them)."""
+        they are judged elsewhere (the cluster's frontier service counts them). Raises LeasesLost when
+        the frontier refused them because this worker's leases were taken away."""
         ...
 
     async def release(self, leases: Sequence[Lease], now: float) -> None:
@@ -49,6 +50,14 @@ class WorkerFrontier(Protocol):
 
     async def counts(self) -> Counts | None:
         """Queue sizes, when this worker can know them cheaply."""
+        ...
+
+    def valid(self) -> bool:
+        """Whether the leases this worker holds are surely still its own (no request may start otherwise)."""
+        ...
+
+    async def rejoin(self) -> None:
+        """After the leases were lost (and the worker dropped their work): take part again, afresh."""
         ...
 
 
@@ -88,3 +97,10 @@ class StoreFrontier:
     async def counts(self) -> Counts:
         """See `WorkerFrontier.counts`."""
         return await self.store.counts()
+
+    def valid(self) -> bool:
+        """One process owns the folder: its leases cannot be taken from it."""
+        return True
+
+    async def rejoin(self) -> None:
+        """Never needed: see `valid`."""

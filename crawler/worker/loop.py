@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from crawler.core.config import Config
+from crawler.core.errors import LeasesLost
 from crawler.core.stats import Counter, Stats
 from crawler.ingest.admit import Ingest
 from crawler.output.sink import RecordLog
@@ -92,6 +93,8 @@ class Worker:
 
     async def _claim_loop(self) -> None:
         while not self._stopping:
+            if not self.frontier.valid():
+                await self._start_afresh()
             await self.committer.apply()
             now = self.clock()
             free = self._room()
@@ -119,6 +122,18 @@ class Worker:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), wait)
 
+    async def _start_afresh(self) -> None:
+        """Our leases may be another worker's now: drop every bit of their work, then join again."""
+        running = list(self.tasks)
+        for task in running:
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
+        cut = self.committer.discard()
+        if cut:
+            self.stats.incr(Counter.PAGES, -cut)  # those records are no longer in the log
+        log.warning("leases lost: dropped %d running fetches and %d unacknowledged records", len(running), cut)
+        await self.frontier.rejoin()
+
     def _task_done(self, task: asyncio.Task[None]) -> None:
         self.tasks.pop(task, None)
         if not task.cancelled() and task.exception() is not None:
@@ -131,9 +146,14 @@ class Worker:
             if replayed is not None:
                 self._finish_replayed(lease, replayed)
                 return
-            self._write(await self.runner.run(lease))
+            finished = await self.runner.run(lease)
+            if not self.frontier.valid():
+                return  # the lease may be another's now: its record would be a duplicate
+            self._write(finished)
         except asyncio.CancelledError:
             raise
+        except LeasesLost:
+            return  # no request went out for it; the frontier gives the lease to the host's new owner
         except Exception:
             # A bug or an infrastructure failure (Redis gone past its deadline) must not orphan the
             # lease: hand it back untouched so it is fetched again, by us or another worker.

@@ -11,7 +11,6 @@ sleeps for politeness.
 from __future__ import annotations
 
 import asyncio
-import math
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -19,6 +18,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 from crawler.core.config import HostSettings, PolitenessSettings
+from crawler.core.errors import LeasesLost
 from frontier.politeness import HostPace, PaceRules, next_due
 
 HOST_MEMORY = 100_000  # hosts whose politeness state one process remembers (most recently used)
@@ -26,9 +26,10 @@ HOST_MEMORY = 100_000  # hosts whose politeness state one process remembers (mos
 
 @dataclass(slots=True)
 class _Host:
-    last_start: float = -math.inf
-    last_end: float = -math.inf
-    hold: float = -math.inf  # no start before this: Retry-After, backoff, an open circuit
+    # 0.0 is "long ago" (and JSON-safe: the due time travels in cluster messages, where -inf would not).
+    last_start: float = 0.0
+    last_end: float = 0.0
+    hold: float = 0.0  # no start before this: Retry-After, backoff, an open circuit
     active: int = 0
     waiting: int = 0
     crawl_delay: float | None = None  # robots.txt Crawl-delay, once learned
@@ -48,6 +49,7 @@ class HostSlots:
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         memory: int = HOST_MEMORY,
+        guard: Callable[[], bool] | None = None,
     ) -> None:
         self._settings = settings
         self._politeness = politeness
@@ -55,6 +57,9 @@ class HostSlots:
         self._sleep = sleep
         self._memory = memory
         self._hosts: OrderedDict[str, _Host] = OrderedDict()
+        # Checked at the last moment before a request starts: False means this worker's leases may be
+        # another's now (its heartbeat could have expired while it waited or was paused).
+        self._guard = guard
 
     def _host(self, host: str) -> _Host:
         state = self._hosts.get(host)
@@ -136,6 +141,8 @@ class HostSlots:
         try:
             async with state.turn:
                 await self._wait_turn(host, state)
+                if self._guard is not None and not self._guard():
+                    raise LeasesLost(f"no request to {host}: this worker's leases may be another's now")
                 state.active += 1
                 state.last_start = self._clock()
         finally:
