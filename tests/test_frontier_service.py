@@ -131,7 +131,7 @@ async def test_a_new_leader_releases_leases_no_worker_holds(redis_server: RedisS
         await redis.hset(keys.assigned("w1"), str(held.token), b"x")
         service = FrontierService(redis, store, keys, _ingest(), LiveDomains(redis, keys, Config()))
         await service._lead()
-        await service._release_orphans()
+        await service.members.release_orphans()
         assert sorted(await store.lease_tokens()) == [held.token]
         counts = await store.counts()
         assert (counts.leased, counts.queued) == (1, 2)
@@ -163,12 +163,12 @@ async def test_bury_waits_for_answers_and_a_dead_worker_cannot_rejoin_or_answer(
         assert await scripts.beat(keys=[keys.alive("w1"), keys.workers], args=["w1", 200, "{}", "0"]) == 0
         assert await scripts.ack(keys=[keys.alive("w1"), keys.outcomes], args=[b"m2"]) == 0
         assert await redis.lrange(keys.outcomes, 0, -1) == [b"m1"]
-        service.capacity["w1"] = 2
-        await service._bury("w1")  # an answer still waits: not yet
-        assert "w1" in service.capacity and await redis.hexists(keys.workers, "w1")
+        service.members.capacity["w1"] = 2
+        await service.members.bury("w1")  # an answer still waits: not yet
+        assert "w1" in service.members.capacity and await redis.hexists(keys.workers, "w1")
         await redis.delete(keys.outcomes)
-        await service._bury("w1")
-        assert "w1" not in service.capacity and not await redis.hexists(keys.workers, "w1")
+        await service.members.bury("w1")
+        assert "w1" not in service.members.capacity and not await redis.hexists(keys.workers, "w1")
         assert await store.lease_tokens() == []  # its lease went back with a new token
         assert (await store.counts()).queued == 1
     finally:

@@ -26,9 +26,9 @@ import orjson
 import redis.asyncio as aioredis
 
 from crawler.cluster.faults import fault_point
-from crawler.cluster.messages import decode_lease, decode_outcome, encode_lease
+from crawler.cluster.membership import Membership
+from crawler.cluster.messages import decode_outcome, encode_lease
 from crawler.cluster.remote import LiveDomains
-from crawler.cluster.scripts import ClusterScripts
 from crawler.core.recent import RecentDict
 from crawler.core.stats import Counter
 from crawler.core.urlitem import UrlItem
@@ -36,7 +36,6 @@ from crawler.ingest.admit import Ingest
 from crawler.ingest.scope import Scope
 from frontier.redis.keys import ClusterKeys
 from frontier.redis.store import RedisStore
-from frontier.ring import HashRing
 from frontier.store import Fenced, Lease, Outcome
 
 log = logging.getLogger("crawler.frontier")
@@ -87,13 +86,10 @@ class FrontierService:
         self.timing = timing
         self.id = service_id or uuid.uuid4().hex[:12]
         self.clock = clock
-        self.ring = HashRing()
-        self.capacity: dict[str, int] = {}  # worker → leases it may hold (dispatched, unanswered)
-        self.assigned: dict[str, int] = {}
+        self.members = Membership(redis, store, keys, self.id, prefetch=timing.prefetch, clock=clock)
         self.leader = False
         self._stopping = False
         self._renew = redis.register_script(_RENEW)
-        self._scripts = ClusterScripts(redis)
         # Every store step this service takes is fenced by its leadership: once another frontier leads,
         # a late step of this one (it was paused, say) is refused inside Redis instead of applied.
         store.fence(keys.leader, self.id)
@@ -101,8 +97,6 @@ class FrontierService:
         self._applied: RecentDict[str, int] = RecentDict(500_000)  # host → LiveDomains version applied
         self._last = {"members": 0.0, "reclaim": 0.0, "domains": 0.0, "leader": 0.0}
         self.done = False
-        self.grace_until = 0.0  # no worker is declared dead before this (monotonic) time
-        self._suspects: dict[tuple[str, int], int] = {}  # (worker, token) → heartbeat number when first missed
         self.known_hosts: RecentDict[str, None] = RecentDict(500_000)  # recently dispatched, for `status`
         self._scope_of = scope_of
         self.max_pages = max_pages  # for the whole job: records (done or dead) plus leases out
@@ -114,7 +108,7 @@ class FrontierService:
 
     def after_outage(self) -> None:
         """Redis was unreachable: heartbeat keys may have expired meanwhile, so give workers time to beat."""
-        self.grace_until = time.monotonic() + self.timing.heartbeat_ttl * 1.5
+        self.members.grace_until = time.monotonic() + self.timing.heartbeat_ttl * 1.5
         self._orphans_checked = False  # a step may have failed between claiming and dispatching
 
     async def run(self, *, until_done: bool = False) -> None:
@@ -151,11 +145,11 @@ class FrontierService:
             await asyncio.sleep(0.5)
             return False
         if not self._orphans_checked:
-            await self._release_orphans()
+            await self.members.release_orphans()
             self._orphans_checked = True
         if now - self._last["members"] >= self.timing.membership_every:
             self._last["members"] = now
-            await self._membership()
+            await self.members.refresh()
         if now - self._last["domains"] >= self.timing.domains_every:
             self._last["domains"] = now
             await self.domains.refresh()
@@ -180,120 +174,6 @@ class FrontierService:
             self.leader = True
             self._orphans_checked = False
             log.info("frontier %s is the leader for job %s", self.id, self.keys.job)
-
-    async def _membership(self) -> None:
-        beats = await self.redis.hgetall(self.keys.workers)
-        ids = [w.decode() for w in beats]
-        alive = await self.redis.mget([self.keys.alive(w) for w in ids]) if ids else []
-        live: set[str] = set()
-        backlog = await self.redis.llen(self.keys.outcomes)
-        for worker, flag in zip(ids, alive, strict=True):
-            # A worker that left cleanly may have answers still queued: apply them before burying it.
-            if flag is None and time.monotonic() >= self.grace_until and not backlog:
-                await self._bury(worker)
-                continue
-            live.add(worker)
-            info = orjson.loads(beats[worker.encode()])
-            self.capacity[worker] = max(1, int(info.get("concurrency", 1))) * self.timing.prefetch
-        for gone in self.ring.members - live:
-            self.ring.remove(gone)
-        for new in live - self.ring.members:
-            self.ring.add(new)
-            log.info("worker %s joined (%d live)", new, len(live))
-        if live:
-            counts = await self._hlen_all(sorted(live))
-            self.assigned.update(counts)
-            await self._reconcile({w: orjson.loads(beats[w.encode()]) for w in live})
-
-    async def _reconcile(self, beats: dict[str, dict]) -> None:
-        """Release leases a live worker lost: dispatched to it, gone from its inbox, yet never in its hands.
-
-        That happens when Redis dies after running a worker's LPOP but before answering it. A lease is
-        lost when the worker's inbox does not hold it and a heartbeat taken surely after we first missed
-        it (two beats later: beats are numbered, so no clocks are compared) does not list it either.
-        Judged only while no outcome is waiting, so an answered lease is never taken back.
-        """
-        workers = sorted(w for w, beat in beats.items() if "tokens" in beat)
-        if not workers:
-            return
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.llen(self.keys.outcomes)
-            for w in workers:
-                pipe.hgetall(self.keys.assigned(w))
-                pipe.lrange(self.keys.inbox(w), 0, -1)
-            snap = await pipe.execute()
-        if snap[0]:
-            return
-        lost: dict[str, list[Lease]] = {}
-        still: dict[tuple[str, int], int] = {}
-        for i, w in enumerate(workers):
-            assigned, inbox = snap[1 + 2 * i], snap[2 + 2 * i]
-            waiting = {decode_lease(m).token for m in inbox}
-            reported = set(beats[w]["tokens"])
-            for tok, msg in assigned.items():
-                token = int(tok)
-                if token in waiting or token in reported:
-                    continue
-                seq = int(beats[w].get("seq", 0))
-                first = self._suspects.get((w, token), seq)
-                if seq >= first + 2:
-                    lost.setdefault(w, []).append(decode_lease(msg))
-                else:
-                    still[(w, token)] = first
-        self._suspects = still
-        for w, leases in lost.items():
-            await self.store.release(leases, self.clock())
-            await self._fenced([["HDEL", self.keys.assigned(w), *[str(le.token) for le in leases]]])
-            log.warning("worker %s lost %d leases (a reply lost with Redis?); released them", w, len(leases))
-
-    async def _hlen_all(self, workers: list[str]) -> dict[str, int]:
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for w in workers:
-                pipe.hlen(self.keys.assigned(w))
-            lens = await pipe.execute()
-        return dict(zip(workers, (int(n) for n in lens), strict=True))
-
-    async def _bury(self, worker: str) -> None:
-        """A worker's heartbeat expired: forget it (atomically, only if no answer of it waits), then give its
-        leases back with new tokens so their hosts go to other workers."""
-        k = self.keys
-        held = await self._scripts.bury(
-            keys=[k.leader, k.alive(worker), k.outcomes, k.assigned(worker), k.inbox(worker), k.workers],
-            args=[self.id, worker],
-        )
-        if held is None:
-            return  # its answers are still queued: apply them first
-        leases = [decode_lease(r) for r in held]
-        # Between the two steps the leases are claimed but assigned to nobody: a new leader sweeps those.
-        await self.store.release(leases, self.clock())
-        self.ring.remove(worker)
-        self.capacity.pop(worker, None)
-        self.assigned.pop(worker, None)
-        log.warning("worker %s is gone: %d leases released to other workers", worker, len(leases))
-
-    async def _release_orphans(self) -> None:
-        """Release leases claimed but assigned to no worker: a leader died (or was deposed) between claiming
-        and dispatching them, or between burying a worker and releasing its leases."""
-        leased = set(await self.store.lease_tokens())
-        if not leased:
-            return
-        workers = [w.decode() for w in await self.redis.hkeys(self.keys.workers)]
-        held: set[int] = set()
-        if workers:
-            async with self.redis.pipeline(transaction=True) as pipe:
-                for w in workers:
-                    pipe.hkeys(self.keys.assigned(w))
-                for tokens in await pipe.execute():
-                    held.update(int(t) for t in tokens)
-        orphans = sorted(leased - held)
-        if orphans:
-            released = await self.store.release_tokens(orphans)
-            log.warning("released %d leases that no worker held (claimed by a frontier that stopped)", released)
-
-    async def _fenced(self, commands: list[list[object]]) -> None:
-        """Run Redis commands atomically, only while this service still leads the job."""
-        if commands:
-            await self._scripts.fenced(keys=[self.keys.leader], args=[self.id, orjson.dumps(commands)])
 
     async def _apply_outcomes(self, batch: int = 1000) -> int:
         # Read, apply, then trim: a Redis error midway leaves the batch to be applied again (stale tokens
@@ -349,10 +229,10 @@ class FrontierService:
                 ["HDEL", self.keys.assigned(w), *chunk] for w, toks in answered.items() for chunk in _chunks(toks)
             ]
             commands.append(["LTRIM", self.keys.outcomes, len(raw), -1])
-            await self._fenced(commands)
+            await self.members.fenced(commands)
             for w, toks in answered.items():
-                if w in self.assigned:
-                    self.assigned[w] = max(0, self.assigned[w] - len(toks))
+                if w in self.members.assigned:
+                    self.members.assigned[w] = max(0, self.members.assigned[w] - len(toks))
         except BaseException:
             # Nothing of this batch is trimmed, so it is applied again next turn: its links must pass
             # this process's recent-URL cache again, or they would be dropped as already seen.
@@ -376,7 +256,7 @@ class FrontierService:
         return [admitted for depth, urls in by_depth.items() for admitted in self.ingest.admit(urls, depth)]
 
     async def _dispatch(self) -> int:
-        room = {w: self.capacity.get(w, 0) - self.assigned.get(w, 0) for w in self.ring.members}
+        room = {w: self.members.capacity.get(w, 0) - self.members.assigned.get(w, 0) for w in self.members.ring.members}
         free = sum(max(0, r) for r in room.values())
         if free > 0 and self.max_pages:
             c = await self.store.counts()
@@ -394,7 +274,7 @@ class FrontierService:
         back: list[Lease] = []
         by_worker: dict[str, list[Lease]] = {}
         for lease in leases:
-            owner = self.ring.owner(lease.item.host)
+            owner = self.members.ring.owner(lease.item.host)
             if owner is None or room.get(owner, 0) <= 0:
                 back.append(lease)
                 continue
@@ -410,9 +290,9 @@ class FrontierService:
             for chunk in _chunks(msgs):
                 commands.append(["HSET", self.keys.assigned(worker), *[x for pair in chunk for x in pair]])
                 commands.append(["RPUSH", self.keys.inbox(worker), *[m for _, m in chunk]])
-        await self._fenced(commands)
+        await self.members.fenced(commands)
         for worker, items in by_worker.items():
-            self.assigned[worker] = self.assigned.get(worker, 0) + len(items)
+            self.members.assigned[worker] = self.members.assigned.get(worker, 0) + len(items)
         return len(leases) - len(back)
 
     async def _apply_live_limits(self, host: str) -> None:
@@ -425,7 +305,7 @@ class FrontierService:
     async def _publish_ownership(self) -> None:
         """How many known hosts each live worker owns now, for `crawler status`."""
         owned = (
-            collections.Counter(self.ring.owners(self.known_hosts).values())
+            collections.Counter(self.members.ring.owners(self.known_hosts).values())
             if self.known_hosts
             else collections.Counter()
         )
