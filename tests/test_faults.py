@@ -156,6 +156,12 @@ class Cluster:
         """SIGCONT."""
         self.signal(name, signal.SIGCONT)
 
+    def stop(self, name: str, timeout: float = 20.0) -> int:
+        """SIGTERM (a clean stop) and wait; the exit code."""
+        self.may_exit.add(name)
+        self.signal(name, signal.SIGTERM)
+        return self.wait_exit(name, timeout)
+
     def kill(self, name: str) -> None:
         """SIGKILL and reap."""
         self.may_exit.add(name)
@@ -615,7 +621,13 @@ def test_cluster_harness_cleans_up(tmp_path: Path) -> None:
             c.wait_for("w0 to run", lambda: c.procs["w0"].poll() is None, 5)
             c.pause("w0")
             c.wait_for("w0 to be paused", lambda: c.paused("w0"), 5)
+            c.resume("w0")
+            c.wait_for("w0 to run again", lambda: not c.paused("w0"), 5)
+            c.start_worker("w1")
+            c.wait_workers(2)  # signal handlers are in place once it beats
+            assert c.stop("w1") >= 0  # handled SIGTERM (its exit code is not judged here)
+            c.pause("w0")
             procs = list(c.procs.values())
             server = c.redis
-        assert [p.returncode for p in procs] == [-signal.SIGKILL]
+        assert procs[0].returncode == -signal.SIGKILL and procs[1].returncode >= 0
         assert not server.running
