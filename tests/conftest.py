@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -28,9 +29,9 @@ def run_crawler(*args: str, timeout: float = 120) -> subprocess.CompletedProcess
     )
 
 
-def start_crawler(*args: str, log: Path) -> subprocess.Popen[bytes]:
-    """Start `crawler ARGS...` in the background, output going to `log`."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+def start_crawler(*args: str, log: Path, env: Mapping[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """Start `crawler ARGS...` in the background, output going to `log`; `env` adds environment variables."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
     with open(log, "ab") as fh:
         return subprocess.Popen(crawler_cmd(*args), cwd=ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT)
 

@@ -6,7 +6,7 @@ import itertools
 import signal
 import subprocess
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -14,6 +14,7 @@ import pytest
 import redis
 
 from tests.conftest import page_key, read_records, run_crawler, start_crawler
+from tests.judges import assert_polite, assert_recorded_once
 from tests.redis_server import RedisServer
 from tests.testweb import LoggedRequest, TestWeb, make_link_web
 
@@ -122,23 +123,11 @@ def _start(c: Cluster, workers: int = 3) -> None:
 
 
 def _assert_exactly_once(c: Cluster) -> None:
-    recs = c.records()
-    ok = Counter(page_key(r["url"]) for r in recs if r["error"] is None)
-    assert set(ok) == c.reachable  # type: ignore[attr-defined]
-    assert max(ok.values()) == 1, [k for k, v in ok.items() if v > 1]
-    refused = Counter(page_key(r["url"]) for r in recs if r["error"] is not None)
-    assert set(refused) == c.disallowed and max(refused.values()) == 1  # type: ignore[attr-defined]
+    assert_recorded_once(c.records(), c.reachable, c.disallowed)  # type: ignore[attr-defined]
 
 
 def _assert_polite(log: list[LoggedRequest], delay: float) -> None:
-    by_host: dict[str, list[LoggedRequest]] = defaultdict(list)
-    for r in log:
-        by_host[r.host].append(r)
-    for host, reqs in by_host.items():
-        reqs.sort(key=lambda r: r.started)
-        for a, b in itertools.pairwise(reqs):
-            assert b.started - a.started >= delay - 0.01, (host, a.path, b.path, b.started - a.started)
-            assert b.started >= a.finished - 0.001, (host, "two requests in flight", a.path, b.path)
+    assert_polite(log, delay, slack=0.01)
 
 
 def test_three_workers_record_every_page_once_and_stay_polite(cluster: Cluster) -> None:

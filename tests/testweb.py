@@ -426,6 +426,8 @@ def make_link_web(
     disallow: str = "/private/",
     seed: int = 0,
     cross_links: bool = True,
+    first_host: int = 0,
+    robots_allow_all: bool = False,
 ) -> tuple[dict[str, Site], set[str], set[str]]:
     """A deterministic web of `h0.test`…; returns (sites, reachable_allowed, disallowed_linked).
 
@@ -434,9 +436,14 @@ def make_link_web(
     Pages link along a chain (so depth grows), skip ahead, into `disallow`, and (optionally) to other
     hosts; each host also has an orphan page nobody links to. The key sets come from a BFS from
     every host's `/` that does not follow links into `disallow`.
+
+    Hosts are numbered from `first_host` (`h8.test`… with 8), so two webs can be served side by side.
+    With `robots_allow_all`, robots.txt allows everything: the `disallow` pages are ordinary pages (and
+    reach the orphan), so each host has `pages_per_host + 3` reachable pages (from 7 pages per host)
+    and nothing is disallowed.
     """
     rng = random.Random(seed)
-    hosts = [f"h{i}.test" for i in range(n_hosts)]
+    hosts = [f"h{i}.test" for i in range(first_host, first_host + n_hosts)]
     n = max(pages_per_host, 2)
     # links[(host, path)] = list of (target_host, target_path, href as written)
     links: dict[tuple[str, str], list[tuple[str, str, str]]] = {}
@@ -482,7 +489,7 @@ def make_link_web(
                 f"<h1>{title}</h1>\n{paras}\n<ul>\n{anchors}\n</ul>\n</body></html>\n"
             )
             pages[path] = Page(body)
-        sites[host] = Site(pages=pages, robots=f"User-agent: *\nDisallow: {disallow}\n")
+        sites[host] = Site(pages=pages, robots=f"User-agent: *\nDisallow: {'' if robots_allow_all else disallow}\n")
 
     reachable: set[str] = set()
     disallowed: set[str] = set()
@@ -492,7 +499,7 @@ def make_link_web(
         node = queue.popleft()
         for t_host, t_path, _ in links.get(node, ()):
             key = f"{t_host}{t_path}"
-            if t_path.startswith(disallow):
+            if t_path.startswith(disallow) and not robots_allow_all:
                 disallowed.add(key)
             elif key not in reachable:
                 reachable.add(key)
