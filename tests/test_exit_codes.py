@@ -9,9 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from crawler.app.exits import EXIT_FAILED, EXIT_OK, interrupted, job_exit
+from crawler.app.exits import EXIT_FAILED, EXIT_OK, interrupted, job_exit, service_exit
 from tests.conftest import read_records, run_crawler, start_crawler
+from tests.redis_server import RedisServer
 from tests.testweb import Page, Site, TestWeb, make_link_web
+
+pytest_plugins = ["redis_server"]
 
 
 def test_policy_from_final_stats() -> None:
@@ -63,6 +66,44 @@ def test_interrupted_max_pages_crawl_exits_128_plus_signal_and_resumes(tmp_path:
         again = run_crawler(*args[:1], *args[2:])  # resume: same folder, no seeds
         assert again.returncode == EXIT_OK, again.stderr
     assert len(read_records(out / "pages.jsonl")) == 40
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGTERM])
+def test_interrupted_crawl_on_redis_exits_128_plus_signal(
+    tmp_path: Path, sig: signal.Signals, redis_server: RedisServer, redis_job: str
+) -> None:
+    """`crawl --redis` runs a frontier and a worker in one process: one signal stops both, promptly, 128+N."""
+    sites, _, _ = make_link_web(1, 60, seed=3, cross_links=False)
+    out = tmp_path / "o"
+    with TestWeb(sites) as web:
+        args = ["crawl", web.url("h0.test", "/"), "-o", str(out), "--delay", "0.05", "--max-depth", "100"]
+        args += ["--redis", redis_server.url, "--job", redis_job, "--resolve", "*.test=127.0.0.1", "--allow-private"]
+        proc = start_crawler(*args, "--no-progress", log=tmp_path / "run.log")
+        _wait_for_any_lines(out, 3)
+        sent = time.monotonic()
+        proc.send_signal(sig)
+        code = proc.wait(timeout=30)
+        took = time.monotonic() - sent
+    log = (tmp_path / "run.log").read_text()
+    assert code == 128 + int(sig), log
+    assert took < 8.0, f"took {took:.1f}s to stop\n{log}"
+    assert "Traceback" not in log
+
+
+def test_worker_exit_policy() -> None:
+    """A worker is a service: stopping it as asked is success, a failure that stopped it is not."""
+    assert service_exit({"finished": False, "stopped": "SIGTERM"}) == EXIT_OK
+    assert service_exit({"finished": True, "stopped": None}) == EXIT_OK
+    assert service_exit({"finished": False, "stopped": "commit failed"}) == EXIT_FAILED
+
+
+def _wait_for_any_lines(folder: Path, n: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if sum(p.read_bytes().count(b"\n") for p in folder.glob("pages-*.jsonl")) >= n:
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"no {n} records in {folder}")
 
 
 def test_finished_and_max_pages_exit_zero(tmp_path: Path) -> None:

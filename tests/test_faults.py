@@ -34,7 +34,7 @@ from crawler.cluster.service import ServiceTiming
 from tests.conftest import page_key, read_records, run_crawler, start_crawler
 from tests.judges import fetched_more_than_once, politeness_problems, recording_problems
 from tests.redis_server import RedisServer, require_redis
-from tests.testweb import PORT_TOKEN, Handler, LoggedRequest, Page, Site, TestWeb, make_link_web
+from tests.testweb import PORT_TOKEN, Handler, LoggedRequest, Page, Site, TestWeb, make_link_web, sequence
 
 DELAY = 0.2
 HEARTBEAT = 2.0
@@ -66,7 +66,16 @@ class Cluster:
     A context manager: leaving it SIGKILLs every process still running and the Redis server.
     """
 
-    def __init__(self, tmp: Path, web: TestWeb, *, job: str = "faults", worker_concurrency: int = 8) -> None:
+    def __init__(
+        self,
+        tmp: Path,
+        web: TestWeb,
+        *,
+        job: str = "faults",
+        worker_concurrency: int = 8,
+        lease_ttl: float = LEASE_TTL,
+        extra_config: str = "",
+    ) -> None:
         self.tmp = tmp
         self.web = web
         self.job = job
@@ -75,9 +84,10 @@ class Cluster:
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.may_exit: set[str] = set()  # processes this test ended (or expects to end) on purpose
         self.cfg = tmp / "job.toml"
+        self.lease_ttl = lease_ttl
         self.cfg.write_text(
             f"[politeness]\ndelay = {DELAY}\nconcurrency = 1\n"
-            f"[crawl]\nconcurrency = {worker_concurrency}\nmax_depth = 100\n"
+            f"[crawl]\nconcurrency = {worker_concurrency}\nmax_depth = 100\n" + extra_config
         )
 
     # -- lifecycle ---------------------------------------------------------------------------------
@@ -121,7 +131,7 @@ class Cluster:
             "--redis", self.redis.url,
             "--job", self.job,
             "--heartbeat-ttl", str(HEARTBEAT),
-            "--lease-ttl", str(LEASE_TTL),
+            "--lease-ttl", str(self.lease_ttl),
         ]  # fmt: skip
 
     def config(self) -> list[str]:
@@ -631,3 +641,34 @@ def test_cluster_harness_cleans_up(tmp_path: Path) -> None:
             server = c.redis
         assert procs[0].returncode == -signal.SIGKILL and procs[1].returncode >= 0
         assert not server.running
+
+
+# -- a hold longer than a lease (found in review) -----------------------------------------------------
+
+
+def test_a_host_held_past_the_lease_ttl_is_not_fetched_twice(tmp_path: Path) -> None:
+    """A 429 with Retry-After longer than the lease TTL, per-host concurrency 3: leases waiting for the host are
+    handed back in time instead of being given out again while they wait; each page is recorded once, and no
+    request comes before the Retry-After."""
+    links = "".join(f"<a href='/p{i}'>{i}</a>" for i in range(1, 7))
+    body = "<html><body>{}" + links + "</body></html>"
+    pages: dict[str, Any] = {f"/p{i}": Page(body.format(f"page {i} " * 50)) for i in range(2, 7)}
+    pages["/"] = Page(body.format("front " * 50))
+    pages["/p1"] = sequence(Page("slow down", status=429, headers={"Retry-After": "6"}), then=Page(body.format("one")))
+    # A slow robots.txt: the seeds are all leased (concurrency 3) while it is fetched, then wait in the host's
+    # slot, where /p1's Retry-After holds them 6 s, longer than their 2 s leases.
+    pages["/robots.txt"] = Page("User-agent: *\nAllow: /\n", delay=1.0)
+    sites = {"held.test": Site(pages=pages)}
+    extra = '[fetch]\nretry_backoff = [1.0]\n[domains."held.test"]\nconcurrency = 3\n'
+    with TestWeb(sites) as web, Cluster(tmp_path, web, lease_ttl=2.0, extra_config=extra) as c:
+        c.submit([web.url("held.test", p) for p in ("/p1", "/p2", "/p3", "/")])
+        started(c, "w0")
+        c.wait_done(40)
+        c.shutdown()
+        records = c.records()
+    paths = sorted(page_key(r["url"]).split("/", 1)[1] for r in records)
+    assert paths == ["", "p1", "p2", "p3", "p4", "p5", "p6"], paths  # each once (p1 after its retry)
+    log = [r for r in web.log if r.path != "/robots.txt"]
+    first_429 = min(r.finished for r in log if r.status == 429)
+    early = [r.path for r in log if r.started > first_429 and r.started < first_429 + 6.0 - 0.05]
+    assert not early, f"requests inside the Retry-After window: {early}"

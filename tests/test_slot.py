@@ -11,13 +11,14 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
 
 from crawler.core.config import HostSettings, PolitenessSettings
-from crawler.worker.slot import HostSlots
+from crawler.worker.slot import HostSlots, NotDue
 
 T0 = 1000.0
 HOST = "a.test"
@@ -350,3 +351,45 @@ async def test_settings_are_read_live_on_each_entry() -> None:
     await vt.run(trace.request("d", duration=2.0), trace.request("e", duration=2.0))
     assert trace.starts("d", "e") == [T0 + 3.0, T0 + 3.5]
     assert trace.peak == 2
+
+
+async def test_a_request_that_must_start_before_the_host_is_due_is_refused_at_once() -> None:
+    """`until` (a lease's expiry): a host held past it raises NotDue without waiting; one due in time waits."""
+    vt = VirtualTime()
+    slots = make_slots(vt)
+    slots.answered(HOST, 429, "10")  # held until T0 + 10
+
+    async def early() -> float:
+        with pytest.raises(NotDue) as info:
+            async with slots.request(HOST, until=T0 + 5):
+                raise AssertionError("entered a held host")
+        return info.value.due
+
+    async def in_time() -> float:
+        async with slots.request(HOST, until=T0 + 20):
+            return vt()
+
+    due, started = await vt.run(early(), in_time())
+    assert due == T0 + 10
+    assert started == T0 + 10
+    assert slots._hosts[HOST].waiting == 0  # the refused one left no trace
+
+
+async def test_waiting_for_a_free_place_is_bounded_by_until_too() -> None:
+    """Concurrency full: a request with a deadline gives up at it, naming the host's due time."""
+    slots = HostSlots(lambda h: host_settings(0.0, 1), PolitenessSettings())
+    release = asyncio.Event()
+
+    async def long_request() -> None:
+        async with slots.request(HOST):
+            await release.wait()
+
+    holder = asyncio.create_task(long_request())
+    await asyncio.sleep(0)
+    with pytest.raises(NotDue):
+        async with slots.request(HOST, until=time.time() + 0.05):
+            raise AssertionError("entered a full host")
+    release.set()
+    await holder
+    async with slots.request(HOST, until=time.time() + 1.0):
+        pass

@@ -52,12 +52,36 @@ def make_scope(cfg: Config, domains: Sequence[str]) -> Scope:
     )
 
 
-def on_signals(stack: AsyncExitStack, stop: Callable[[str], None]) -> None:
-    """SIGINT/SIGTERM call `stop(signal name)` until the stack closes (then the default handlers return)."""
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop, sig.name)
-        stack.callback(loop.remove_signal_handler, sig)
+class Stopper:
+    """What SIGINT/SIGTERM stop: installed once per process, with any number of parts listening.
+
+    (An event loop keeps one handler per signal: two parts of one process, such as the frontier and the
+    worker of `crawl --redis`, must share one registration or one of them would never hear the signal.)
+    """
+
+    def __init__(self) -> None:
+        self.reason: str | None = None
+        self._listeners: list[Callable[[str], None]] = []
+
+    def listen(self, stop: Callable[[str], None]) -> None:
+        """Call `stop(reason)` when the process is asked to stop (at once if it already was)."""
+        self._listeners.append(stop)
+        if self.reason is not None:
+            stop(self.reason)
+
+    def stop(self, reason: str) -> None:
+        """Stop every listener, e.g. with the signal's name."""
+        self.reason = self.reason or reason
+        for stop in list(self._listeners):
+            stop(reason)
+
+    def install(self, stack: AsyncExitStack) -> Stopper:
+        """Route SIGINT/SIGTERM here until the stack closes (then the default handlers return)."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self.stop, sig.name)
+            stack.callback(loop.remove_signal_handler, sig)
+        return self
 
 
 @dataclass(slots=True)

@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 
-from crawler.app.exits import EXIT_FAILED, EXIT_OK, job_exit
+from crawler.app.exits import EXIT_FAILED, EXIT_OK, job_exit, service_exit
 from crawler.app.flags import config_flags, number, overrides_from
 from crawler.core.errors import ConfigError
 from crawler.ingest.seeds import read_seeds
@@ -95,7 +95,7 @@ def _cmd_worker(args: argparse.Namespace) -> int:
 
     final = _run(run_worker(options(args), worker_id=args.id, out=args.out, exit_when_done=args.exit_when_done))
     print(f"crawler: worker {final['worker']} recorded {final['pages']} pages", file=sys.stderr)
-    return EXIT_OK
+    return service_exit(final)
 
 
 def _report_seed_problems(seeds: Any) -> None:

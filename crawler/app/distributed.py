@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 import redis.asyncio as aioredis
 
-from crawler.app.builder import build_worker, make_scope, on_signals
+from crawler.app.builder import Stopper, build_worker, make_scope
 from crawler.cluster.remote import (
     LiveDomains,
     RedisNearDup,
@@ -120,7 +120,7 @@ async def run_frontier(
     *,
     until_done: bool = False,
     timing: ServiceTiming | None = None,
-    stop: asyncio.Event | None = None,
+    stopper: Stopper | None = None,
 ) -> None:
     """`crawler frontier`: serve the job until a signal or `stop` (or done, with `until_done`)."""
     async with AsyncExitStack() as stack:
@@ -140,15 +140,7 @@ async def run_frontier(
             scope_of=lambda names: make_scope(cfg, names),
             max_pages=cfg.crawl.max_pages,
         )
-        on_signals(stack, lambda _sig: service.stop())
-        if stop is not None:
-
-            async def stop_when_asked() -> None:
-                await stop.wait()
-                service.stop()
-
-            watcher = asyncio.create_task(stop_when_asked())
-            stack.callback(watcher.cancel)
+        (stopper or Stopper().install(stack)).listen(lambda _reason: service.stop())
         await _with_backoff(
             lambda: service.run(until_done=until_done), opts.redis_deadline, "frontier", on_error=service.after_outage
         )
@@ -191,6 +183,7 @@ async def run_worker(
     worker_id: str | None = None,
     out: Path = Path("crawl-out"),
     exit_when_done: bool = False,
+    stopper: Stopper | None = None,
 ) -> dict[str, Any]:
     """`crawler worker`: fetch the leases the frontier sends this worker; records to OUT/pages-ID.jsonl."""
     wid = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:4]}"
@@ -225,7 +218,7 @@ async def run_worker(
             defer_scope=True,  # the frontier holds the job's scope; this copy is only refreshed every 2 s
         )
         worker = built.worker
-        on_signals(stack, worker.stop)
+        (stopper or Stopper().install(stack)).listen(worker.stop)
 
         remote.describe = lambda: stats.snapshot(
             concurrency=cfg.crawl.concurrency, in_flight=len(worker.tasks), tokens=worker.held_tokens()
@@ -352,21 +345,25 @@ async def run_combined(opts: ClusterOptions, seeds: list[str], *, out: Path, wor
     """`crawler crawl --redis`: submit, then a frontier and a worker in one process until the job is done."""
     if seeds:
         await submit(opts, seeds, store_config=bool(opts.config_paths or opts.overrides))
-    stop = asyncio.Event()
-    frontier = asyncio.create_task(run_frontier(opts, stop=stop))
-    worker = asyncio.create_task(run_worker(opts, worker_id=worker_id, out=out, exit_when_done=True))
-    try:
-        done, _ = await asyncio.wait({frontier, worker}, return_when=asyncio.FIRST_COMPLETED)
-        if frontier in done and worker not in done:
-            frontier.result()  # the frontier failed: say why rather than wait forever
-            raise RuntimeError("the frontier service stopped before the crawl was done")
-        return await worker
-    finally:
-        stop.set()
-        for task in (worker, frontier):
-            if not task.done():
-                try:
-                    await asyncio.wait_for(asyncio.shield(task), 10.0)
-                except (TimeoutError, Exception):
-                    task.cancel()
-                    await asyncio.gather(task, return_exceptions=True)
+    async with AsyncExitStack() as stack:
+        stopper = Stopper().install(stack)  # one registration: a signal stops the worker and the frontier
+        frontier = asyncio.create_task(run_frontier(opts, stopper=stopper))
+        worker = asyncio.create_task(
+            run_worker(opts, worker_id=worker_id, out=out, exit_when_done=True, stopper=stopper)
+        )
+        try:
+            done, _ = await asyncio.wait({frontier, worker}, return_when=asyncio.FIRST_COMPLETED)
+            if frontier in done and worker not in done and stopper.reason is None:
+                frontier.result()  # the frontier failed: say why rather than wait forever
+                raise RuntimeError("the frontier service stopped before the crawl was done")
+            return await worker
+        finally:
+            if stopper.reason is None:
+                stopper.stop("done")  # the worker is done: the frontier stops too
+            for task in (worker, frontier):
+                if not task.done():
+                    try:
+                        await asyncio.wait_for(asyncio.shield(task), 10.0)
+                    except (TimeoutError, Exception):
+                        task.cancel()
+                        await asyncio.gather(task, return_exceptions=True)

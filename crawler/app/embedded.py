@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from crawler.app.builder import build_worker, make_scope, on_signals
+from crawler.app.builder import Stopper, build_worker, make_scope
 from crawler.core.config import Config
 from crawler.core.errors import ConfigError
 from crawler.core.stats import Stats
@@ -136,7 +136,7 @@ async def _run(job: CrawlJob) -> dict[str, Any]:
         worker = built.worker
         added = await store.add(built.ingest.admit_seeds(job.seeds), time.time())
         log.info("seeds: %d queued, %d already known", added.queued, added.duplicates)
-        on_signals(stack, worker.stop)
+        Stopper().install(stack).listen(worker.stop)
 
         async def snapshot() -> dict[str, Any]:
             counts = await store.counts()

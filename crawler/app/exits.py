@@ -20,3 +20,11 @@ def job_exit(final: dict[str, object]) -> int:
     if isinstance(reason, str) and reason in signal.Signals.__members__:
         return EXIT_OK if final.get("finished") else interrupted(reason)
     return EXIT_OK if final.get("finished") else EXIT_FAILED
+
+
+def service_exit(final: dict[str, object]) -> int:
+    """A service's (`worker`) exit code: 0 when it finished or was stopped as asked, 1 after a failure."""
+    reason = final.get("stopped")
+    if final.get("finished") or reason is None or (isinstance(reason, str) and reason in signal.Signals.__members__):
+        return EXIT_OK
+    return EXIT_FAILED

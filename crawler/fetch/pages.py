@@ -37,8 +37,8 @@ def robots_fetcher(http: HttpFetcher) -> Callable[[str], Awaitable[RobotsRespons
 class RequestGate(Protocol):
     """The per-host politeness gate every request passes (implemented by the worker's host slots)."""
 
-    def request(self, host: str) -> AbstractAsyncContextManager[None]:
-        """Hold the host's gate for one request."""
+    def request(self, host: str, *, until: float | None = None) -> AbstractAsyncContextManager[None]:
+        """Hold the host's gate for one request (which must start by `until`, else the gate raises)."""
         ...
 
     def learn_crawl_delay(self, host: str, crawl_delay: float | None) -> bool:
@@ -99,8 +99,11 @@ class PageFetcher:
         self.gate = gate
         self.max_redirects = max_redirects
 
-    async def fetch(self, url: str, depth: int) -> PageFetch:
-        """Fetch `url` (robots.txt first), following same-host redirects hop by hop through the host's gate."""
+    async def fetch(self, url: str, depth: int, *, until: float | None = None) -> PageFetch:
+        """Fetch `url` (robots.txt first), following same-host redirects hop by hop through the host's gate.
+
+        `until`: the page request must start by then (the gate raises otherwise; the lease is handed back).
+        """
         result = PageFetch(url=url, final_url=url)
         host = host_key(url)
         chain = {url}
@@ -124,7 +127,7 @@ class PageFetcher:
                 result.error = CrawlError(ErrorType.ROBOTS_DISALLOWED, "disallowed by robots.txt")
                 return result
             try:
-                async with self.gate.request(host):
+                async with self.gate.request(host, until=until):
                     resp = await self.http.fetch(current)
             except CrawlError as exc:
                 result.error = exc

@@ -49,6 +49,7 @@ class Committer:
         self._pending: list[Outcome] = []
         self._applied_offset = sink.offset  # the log up to here has every outcome applied
         self.on_applied: Callable[[], None] | None = None  # called after each batch handed on
+        self._applying = asyncio.Lock()  # batches go out one at a time, so offsets advance in order
 
     def add(self, outcome: Outcome) -> None:
         """Queue an outcome; its record (if any) must already be written to the sink."""
@@ -65,6 +66,12 @@ class Committer:
 
     async def apply(self) -> None:
         """Flush the log, then hand every pending outcome (and its links) to the frontier."""
+        if not self._pending:
+            return
+        async with self._applying:
+            await self._apply()
+
+    async def _apply(self) -> None:
         if not self._pending:
             return
         offset = self.sink.flush()  # records reach the log before their leases are acknowledged

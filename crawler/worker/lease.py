@@ -65,22 +65,27 @@ class LeaseRunner:
         self._told: RecentDict[str, HostLimits] = RecentDict(HOST_MEMORY)
 
     async def run(self, lease: Lease) -> Finished:
-        """Fetch the lease's URL and decide: done (record), retry (no record yet) or dead (record)."""
+        """Fetch the lease's URL and decide: done (record), retry (no record yet) or dead (record).
+
+        Raises `NotDue` when the host will not be due before the lease expires (hand the lease back).
+        """
         item = lease.item
         settings = self.host_settings(item.host)
         started = self.clock()
         try:
-            pf = await self.fetcher.fetch(item.url, item.depth)
+            # Wait no longer than the lease lasts: past it, the frontier may hand the URL to another fetch.
+            pf = await self.fetcher.fetch(item.url, item.depth, until=lease_deadline(lease, started))
         except CrawlError as exc:  # defensive: the fetcher reports errors in its result
             pf = PageFetch(url=item.url, final_url=item.url, error=exc)
-        await self._tell_store(item.host, settings)
         resp = pf.response
+        # Before any await: a 429's hold must be in place before the next request to the host may start.
         if resp is not None:
+            self.slots.answered(item.host, resp.status, resp.retry_after)
             self.stats.incr(Counter.FETCHED)
             self.stats.incr(Counter.BYTES, len(resp.body))
-            self.slots.answered(item.host, resp.status, resp.retry_after)
         elif pf.error is not None and pf.error.type in RETRYABLE:
             self.slots.answered(item.host, None)  # a network failure counts towards the host's breaker
+        await self._tell_store(item.host, settings)
         if pf.robots_unavailable and pf.rules is not None:
             # Retry when robots.txt may be fetched again; until then the host is not leased.
             expires = pf.rules.expires_at
@@ -153,6 +158,12 @@ class LeaseRunner:
     def _finish(self, lease: Lease, rec: Record, follow: list[str], host_due: float, kind: OutcomeKind) -> Finished:
         links = self.ingest.admit(follow, lease.item.depth + 1) if follow else []
         return Finished(rec, Outcome(lease, kind, host_due, error=rec.error, links=links))
+
+
+def lease_deadline(lease: Lease, now: float) -> float:
+    """When a request for `lease` must have started: before it expires, with a margin for the answer."""
+    left = lease.expires_at - now
+    return lease.expires_at - min(10.0, max(left, 0.0) / 4)
 
 
 def base_record(item: UrlItem, pf: PageFetch, started: float) -> Record:

@@ -17,6 +17,7 @@ from crawler.output.sink import RecordLog
 from crawler.worker.commit import Committer
 from crawler.worker.frontier import WorkerFrontier
 from crawler.worker.lease import Finished, LeaseRunner
+from crawler.worker.slot import NotDue
 from frontier.store import Lease, Outcome
 
 log = logging.getLogger("crawler.worker")
@@ -154,6 +155,12 @@ class Worker:
             raise
         except LeasesLost:
             return  # no request went out for it; the frontier gives the lease to the host's new owner
+        except NotDue:
+            # The host is held (Retry-After, an open circuit) past the lease's expiry: give it back unfetched
+            # rather than have the frontier hand it out again while this task still waits. The answer that
+            # set the hold goes first, so the frontier knows the host's due time before it sees the lease.
+            await self.committer.apply()
+            await self.frontier.release([lease], self.clock())
         except Exception:
             # A bug or an infrastructure failure (Redis gone past its deadline) must not orphan the
             # lease: hand it back untouched so it is fetched again, by us or another worker.

@@ -11,17 +11,29 @@ sleeps for politeness.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from crawler.core.config import HostSettings, PolitenessSettings
 from crawler.core.errors import LeasesLost
 from frontier.politeness import HostPace, PaceRules, next_due
 
 HOST_MEMORY = 100_000  # hosts whose politeness state one process remembers (most recently used)
+
+
+class NotDue(Exception):
+    """The host is not due before the request's deadline (its lease would expire while it waits)."""
+
+    def __init__(self, due: float) -> None:
+        super().__init__(f"host not due before {due:.3f}")
+        self.due = due
+
+
+NO_PACE = HostPace()
 
 
 @dataclass(slots=True)
@@ -33,9 +45,10 @@ class _Host:
     active: int = 0
     waiting: int = 0
     crawl_delay: float | None = None  # robots.txt Crawl-delay, once learned
-    pace: HostPace = field(default_factory=HostPace)
-    turn: asyncio.Lock = field(default_factory=asyncio.Lock)  # waiters line up: first come, first served
-    freed: asyncio.Event = field(default_factory=asyncio.Event)
+    pace: HostPace = NO_PACE  # frozen: one shared instance until the host earns a pace of its own
+    # Made when first needed and dropped when idle: most of the remembered hosts have neither.
+    turn: asyncio.Lock | None = None  # waiters line up: first come, first served
+    freed: asyncio.Event | None = None  # set when a request leaves (someone waits for a free place)
 
 
 class HostSlots:
@@ -76,7 +89,7 @@ class HostSlots:
         excess = len(self._hosts) - self._memory
         if excess <= 0:
             return
-        for name in list(self._hosts)[: excess + 64]:
+        for name in list(itertools.islice(self._hosts, excess + 64)):
             state = self._hosts[name]
             if state.active == 0 and state.waiting == 0:
                 del self._hosts[name]
@@ -134,34 +147,56 @@ class HostSlots:
         return self.due(host)
 
     @asynccontextmanager
-    async def request(self, host: str) -> AsyncIterator[None]:
-        """Hold the host's gate for one request: enter when due and a place is free; leave when it ended."""
+    async def request(self, host: str, *, until: float | None = None) -> AsyncIterator[None]:
+        """Hold the host's gate for one request: enter when due and a place is free; leave when it ended.
+
+        `until`: the request must start by then (its lease expires after it) or `NotDue` is raised,
+        without waiting for it, as soon as the host's due time is known to be later.
+        """
         state = self._host(host)
         state.waiting += 1
+        if state.turn is None:
+            state.turn = asyncio.Lock()
         try:
             async with state.turn:
-                await self._wait_turn(host, state)
+                await self._wait_turn(host, state, until)
                 if self._guard is not None and not self._guard():
                     raise LeasesLost(f"no request to {host}: this worker's leases may be another's now")
                 state.active += 1
                 state.last_start = self._clock()
         finally:
             state.waiting -= 1
+            if state.waiting == 0 and state.active == 0:
+                state.turn = state.freed = None
         try:
             yield
         finally:
             state.active -= 1
             state.last_end = max(state.last_end, self._clock())
-            state.freed.set()
+            if state.freed is not None:
+                state.freed.set()
+            elif state.waiting == 0 and state.active == 0:
+                state.turn = None
 
-    async def _wait_turn(self, host: str, state: _Host) -> None:
+    async def _wait_turn(self, host: str, state: _Host, until: float | None) -> None:
         while True:
             if state.active >= max(1, self._settings(host).concurrency):
+                if state.freed is None:
+                    state.freed = asyncio.Event()
                 state.freed.clear()
-                await state.freed.wait()
+                if until is None:
+                    await state.freed.wait()
+                else:
+                    try:
+                        await asyncio.wait_for(state.freed.wait(), max(0.0, until - self._clock()))
+                    except TimeoutError:
+                        raise NotDue(self.due(host)) from None
                 continue
             # Re-read every time round: a Crawl-delay learned or a Retry-After received meanwhile counts.
-            wait = self.due(host) - self._clock()
+            due = self.due(host)
+            if until is not None and due > until:
+                raise NotDue(due)
+            wait = due - self._clock()
             if wait <= 0:
                 return
             await self._sleep(wait)

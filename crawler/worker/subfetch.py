@@ -8,6 +8,7 @@ from crawler.core.urlnorm import host_key, normalize, origin
 from crawler.fetch.pages import PageFetcher
 from crawler.render.types import SubFetch, SubResponse
 from crawler.worker.slot import HostSlots
+from frontier.politeness import SLOW_DOWN
 
 
 def sub_fetcher(host: str, fetcher: PageFetcher, slots: HostSlots, stats: Stats) -> SubFetch:
@@ -30,6 +31,8 @@ def sub_fetcher(host: str, fetcher: PageFetcher, slots: HostSlots, stats: Stats)
         except CrawlError:
             return None
         stats.incr(Counter.RENDER_SUBREQUESTS)
+        if resp.status in SLOW_DOWN:
+            slots.answered(host, resp.status, resp.retry_after)  # "too fast" from a script request counts too
         return SubResponse(resp.status, dict(resp.headers), resp.body)
 
     return fetch_sub
