@@ -16,6 +16,11 @@ def _incr_calls() -> list[tuple[str, int, ast.expr]]:
         tree = ast.parse(path.read_text(), str(path))
         for node in ast.walk(tree):
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "incr":
+                owner = node.func.value  # `stats.incr`, `self.stats.incr`: not Redis's INCR
+                if not (isinstance(owner, ast.Name) and owner.id == "stats") and not (
+                    isinstance(owner, ast.Attribute) and owner.attr == "stats"
+                ):
+                    continue
                 calls.append((str(path.relative_to(ROOT)), node.lineno, node.args[0]))
     return calls
 
