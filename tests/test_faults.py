@@ -75,6 +75,7 @@ class Cluster:
         worker_concurrency: int = 8,
         lease_ttl: float = LEASE_TTL,
         extra_config: str = "",
+        max_pages: int = 0,
     ) -> None:
         self.tmp = tmp
         self.web = web
@@ -87,7 +88,7 @@ class Cluster:
         self.lease_ttl = lease_ttl
         self.cfg.write_text(
             f"[politeness]\ndelay = {DELAY}\nconcurrency = 1\n"
-            f"[crawl]\nconcurrency = {worker_concurrency}\nmax_depth = 100\n" + extra_config
+            f"[crawl]\nconcurrency = {worker_concurrency}\nmax_depth = 100\nmax_pages = {max_pages}\n" + extra_config
         )
 
     # -- lifecycle ---------------------------------------------------------------------------------
@@ -604,9 +605,10 @@ def test_worker_killed_mid_crawl_is_taken_over(tmp_path: Path, site: tuple[dict[
     judge(problems)
 
 
-def test_worker_joining_mid_crawl_takes_a_share(tmp_path: Path, site: tuple[dict[str, Site], set[str]]) -> None:
+def test_worker_joining_mid_crawl_takes_a_share(tmp_path: Path) -> None:
     """A third worker joins a running crawl: it gets hosts, and nothing is recorded twice or fetched rudely."""
-    sites, reachable = site
+    # 16 hosts: the ring gives the newcomer none of them with probability (2/3)^16 (0.15 %), not (2/3)^8 (4 %).
+    sites, reachable = link_web(16)
     with TestWeb(sites) as web, Cluster(tmp_path, web) as c:
         c.submit(seed_urls(web, sites))
         started(c, "w0", "w1")
@@ -672,3 +674,19 @@ def test_a_host_held_past_the_lease_ttl_is_not_fetched_twice(tmp_path: Path) -> 
     first_429 = min(r.finished for r in log if r.status == 429)
     early = [r.path for r in log if r.started > first_429 and r.started < first_429 + 6.0 - 0.05]
     assert not early, f"requests inside the Retry-After window: {early}"
+
+
+def test_max_pages_counts_for_the_whole_job(tmp_path: Path, site: tuple[dict[str, Site], set[str]]) -> None:
+    """`max_pages` is the job's budget, not each worker's: three workers record exactly that many pages."""
+    sites, _ = site
+    with TestWeb(sites) as web, Cluster(tmp_path, web, max_pages=50) as c:
+        c.submit(seed_urls(web, sites))
+        started(c, *workers())
+        # Done with URLs still queued: the budget is spent.
+        c.wait_for("the job to be done", lambda: c.status()["done"], CRAWL_BUDGET, every=0.5)
+        c.shutdown()
+        records = c.records()
+        recording = [w for w in workers() if c.recorded(w)]
+    assert len(records) == 50, len(records)
+    assert len({page_key(r["url"]) for r in records}) == 50
+    assert len(recording) > 1, recording  # the budget was shared, not spent by one worker
