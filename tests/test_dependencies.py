@@ -163,7 +163,7 @@ def _browser() -> str:
     if path is None:
         if os.environ.get("CI") == "true":
             pytest.fail("no Chromium installed")
-        pytest.skip("no Chromium installed (apt-get install chromium)")
+        pytest.skip("no Chromium installed (apt-get install chromium); CI=true fails instead")
     return path
 
 
