@@ -81,6 +81,23 @@ def test_noscript_asking_for_javascript_renders(message: str) -> None:
     assert decide(html) == RenderDecision(True, "noscript-enable-js")
 
 
+def test_a_page_rich_in_links_and_text_is_not_rendered_for_its_noscript() -> None:
+    """A Sphinx search page: a <noscript> asking for JavaScript, but plenty of static links and text."""
+    nav = "".join(f'<li><a href="/doc/p{i}.html">chapter {i}</a></li>' for i in range(40))
+    html = doc(
+        head='<script src="/_static/searchtools.js"></script>',
+        body=f"<noscript>Please activate JavaScript to enable the search functionality.</noscript>"
+        f"<p>{PROSE}</p><ul>{nav}</ul>",
+    )
+    assert decide(html) == RenderDecision(False, "static-rich")
+    # The same page with only a few links still renders: its scripts may build the rest.
+    few = doc(body=f"<noscript>Please activate JavaScript.</noscript><p>{PROSE}</p><ul>{LINKS}</ul><script></script>")
+    assert decide(few) == RenderDecision(True, "noscript-enable-js")
+    # An empty app root is still an app, however rich its static fallback.
+    app = doc(body=f'<div id="root"></div><p>{PROSE}</p><ul>{nav}</ul><script src="/bundle.js"></script>')
+    assert decide(app) == RenderDecision(True, "app-root")
+
+
 def test_noscript_with_a_tracking_pixel_does_not_render() -> None:
     html = doc(body=f'<noscript><img src="/pixel.gif"></noscript><p>{PROSE}</p><ul>{LINKS}</ul><script></script>')
     assert decide(html) == RenderDecision(False, "plain")

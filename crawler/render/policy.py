@@ -7,6 +7,9 @@ Modes: "never", "always", "auto" (default). In auto mode a page is rendered when
   ___gatsby|svelte"` holding only whitespace, an empty `<app-root>`, an empty element carrying
   `data-reactroot`, or an `ng-app` attribute while the page text is short (< `min_text_chars`) or
   shows raw `{{ }}` templates.
+- (not a rule that renders: "static-rich") a page that already has at least `rich_links` (default 20)
+  followable links and `rich_text_chars` (default 1,000) characters of visible text is not rendered by the
+  rules below: a documentation page's search box asking for JavaScript must not start a browser.
 - "noscript-enable-js": a `<noscript>` block telling the reader to enable / that it needs JavaScript.
 - "script-links": the parsed page has no followable links, but the HTML holds script-built markup
   (`createElement('a')`, `.href =`, `<a href` inside a script, `fetch(`, `XMLHttpRequest`) or loads
@@ -34,6 +37,11 @@ from crawler.extract.html import Page
 __all__ = ["MODES", "RenderDecision", "RenderPolicy", "render_gain"]
 
 MODES = ("never", "auto", "always")
+#: A page with this many followable links and this much text is worth its HTTP copy: rendering it (a
+#: browser start, its scripts fetched through the host's slot) rarely finds more than it costs.
+RICH_LINKS = 20
+RICH_TEXT_CHARS = 1000
+STATIC_RICH = "static-rich"
 _USEFUL_SHARE = 0.8
 _MAX_HOSTS = 100_000  # learning state is per host; bound it for long crawls
 
@@ -97,7 +105,7 @@ def _noscript_asks_for_js(html: str) -> bool:
 
 
 def _heuristic(html: str, page: Page, min_text_chars: int, min_text_ratio: float) -> str | None:
-    """The first heuristic that asks for rendering, or None."""
+    """The first heuristic that asks for rendering, None for none, or STATIC_RICH."""
     if _SCRIPT.search(html) is None:
         return None
     text_chars = len(page.text)
@@ -105,6 +113,8 @@ def _heuristic(html: str, page: Page, min_text_chars: int, min_text_ratio: float
         return "app-root"
     if _NG_APP.search(html) is not None and (text_chars < min_text_chars or "{{" in page.text):
         return "app-root"
+    if len(page.links) >= RICH_LINKS and text_chars >= RICH_TEXT_CHARS:
+        return STATIC_RICH
     if _noscript_asks_for_js(html):
         return "noscript-enable-js"
     if not page.links and (
@@ -141,7 +151,9 @@ class RenderPolicy:
         if learned is not None:
             return learned
         reason = _heuristic(html, page, self.min_text_chars, self.min_text_ratio)
-        return RenderDecision(True, reason) if reason is not None else RenderDecision(False, "plain")
+        if reason is None:
+            return RenderDecision(False, "plain")
+        return RenderDecision(reason != STATIC_RICH, reason)
 
     def learn(self, host: str, *, new_links: int, new_text_chars: int) -> None:
         """Record what a render of `host` found beyond the HTTP page (see `render_gain`)."""
