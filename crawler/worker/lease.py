@@ -147,6 +147,7 @@ class LeaseRunner:
                     if settings is not None
                     else None,
                     max_outlinks=settings.max_outlinks if settings is not None else None,
+                    follow_near_duplicates=settings.follow_near_duplicates if settings is not None else None,
                 )
         if error is not None:
             rec.error = error.as_dict()
