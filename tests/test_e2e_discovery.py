@@ -11,7 +11,7 @@ from pathlib import Path
 import orjson
 
 from tests.conftest import page_key, read_records, run_crawler
-from tests.testweb import Page, Site, TestWeb
+from tests.testweb import Page, Site, TestWeb, redirect
 
 N_PAGES = 300  # pages the index links to
 FIRST = 20  # the index's first 10,000 anchors only repeat these, with fragments
@@ -161,3 +161,21 @@ def test_canonical_is_an_absolute_http_url_or_null(tmp_path: Path) -> None:
     assert recs["a.test/abs"]["canonical"] == base + "there"
     for path in ("/file", "/js", "/mail", "/garbage", "/ftp"):
         assert recs[f"a.test{path}"]["canonical"] is None, path
+
+
+def test_a_same_host_redirect_target_that_is_also_linked_is_fetched_once(tmp_path: Path) -> None:
+    """Item 5: `/a` → 301 → `/b`; `/b` links itself and `/c` links `/b`: the server sees `/b` once."""
+    pages = {
+        "/": Page(_html("home", ["/a", "/c"])),
+        "/a": redirect("/b", 301),
+        "/b": Page(_html("b", ["/b", "/d"])),
+        "/c": Page(_html("c", ["/b"])),
+        "/d": Page(_html("d", ["/b"])),
+    }
+    with TestWeb({"a.test": Site(pages=pages)}) as web:
+        recs = _crawl(web, tmp_path / "out")
+        paths = [r.path for r in web.log]
+    assert paths.count("/b") == 1, paths
+    assert paths.count("/a") == 1
+    assert page_key(recs["a.test/a"]["final_url"]) == "a.test/b"
+    assert {"a.test/c", "a.test/d"} <= set(recs)

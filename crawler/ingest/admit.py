@@ -123,6 +123,17 @@ class Ingest:
             items.append(UrlItem(url, host, depth))
         return items
 
+    def mark_seen(self, urls: Iterable[str]) -> None:
+        """Remember URLs fetched without being admitted (a same-host redirect's target) as just admitted,
+        so this process drops later links to them before they reach the store (which marks them seen too)."""
+        now = self._clock()
+        recent = self._recent
+        for url in urls:
+            self.bloom.add(url)
+            recent[url] = now
+            if len(recent) > self._recent_size:
+                del recent[next(iter(recent))]
+
     def forget(self, urls: Iterable[str]) -> None:
         """Undo `admit` for URLs the store never received (a failed write), so offering them again works."""
         for url in urls:
