@@ -45,6 +45,7 @@ def test_page_links_cap_counts_distinct_normalized_urls() -> None:
     assert cut == 4  # /p/2 .. /p/5, each counted once however often it was linked
     assert stats.skipped["invalid_url"] == 1
 
+
 def test_out_of_scope_and_depth_are_counted_by_reason() -> None:
     ingest, stats = _ingest([1000.0])
     assert ingest.admit(["http://b.test/", "http://sub.a.test/ok"], depth=1)[0].url == "http://sub.a.test/ok"
