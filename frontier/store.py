@@ -23,6 +23,8 @@ Model
   queued but every such host is at its concurrency limit, and None only when nothing is queued; a seen
   entry exactly `seen_ttl` old is still seen; a lease whose `expires_at == now` is reclaimed; a URL over
   its host's budget is not marked seen; a stale outcome changes nothing but its links are still added.
+* An outcome's `seen` URLs (a same-host redirect's hops and target, already fetched by that lease) are
+  marked seen at `now` without being queued or counted against a budget.
 
 Crash behaviour
 ---------------
@@ -67,6 +69,9 @@ class Outcome:
     retry_at: float = 0.0
     error: dict[str, str] | None = None
     links: Sequence[UrlItem] = field(default_factory=tuple)
+    # URLs the lease's fetch requested besides its own (same-host redirect hops and target): marked seen,
+    # never queued, so a later link to them does not fetch them again. Applied even for a stale outcome.
+    seen: Sequence[str] = field(default_factory=tuple)
 
 
 @dataclass(slots=True, frozen=True)

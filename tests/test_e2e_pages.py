@@ -24,12 +24,12 @@ def _html(title: str, text: str, links: list[str], head: str = "") -> str:
     return f"<html><head><title>{title}</title>{head}</head><body><p>{text}</p>{anchors}</body></html>"
 
 
-def test_near_duplicate_flagged_not_expanded_and_unrelated_page_not_flagged(tmp_path: Path) -> None:
+def test_near_duplicate_flagged_and_followed_and_unrelated_page_not_flagged(tmp_path: Path) -> None:
     pages = {
         "/": Page(_html("home", OTHER[:300], ["/a", "/c", "/nofollow", "/data.bin", "/headers"])),
         "/a": Page(_html("a", f"Generated at 2026-11-28 02:13:37. {ARTICLE}", ["/b"])),
         "/b": Page(_html("b", f"Generated at 2026-11-28 03:14:15. {ARTICLE}", ["/only-from-b"])),
-        "/only-from-b": Page(_html("hidden", "never fetched", [])),
+        "/only-from-b": Page(_html("hidden", "reached through a near-duplicate", [])),
         "/c": Page(_html("c", OTHER, [])),
         "/nofollow": Page(_html("nf", "x", ["/nf-target"], '<meta name="robots" content="noindex, nofollow">')),
         "/nf-target": Page(_html("t", "never fetched", [])),
@@ -55,10 +55,12 @@ def test_near_duplicate_flagged_not_expanded_and_unrelated_page_not_flagged(tmp_
     recs = {page_key(r["url"]): r for r in read_records(out / "pages.jsonl")}
     assert recs["a.test/a"]["near_duplicate_of"] is None
     assert page_key(recs["a.test/b"]["near_duplicate_of"]) == "a.test/a"
-    assert recs["a.test/b"]["links_followed"] is False
+    # Near-duplicate detection is for content: the copy is flagged, but its links are followed (default).
+    assert recs["a.test/b"]["links_followed"] is True
+    assert "a.test/only-from-b" in recs
     assert recs["a.test/c"]["near_duplicate_of"] is None
     assert recs["a.test/a"]["simhash"] != recs["a.test/c"]["simhash"]
     assert recs["a.test/nofollow"]["meta_robots"] == "noindex, nofollow"
     assert recs["a.test/headers"]["meta_robots"] == "nofollow"
     assert recs["a.test/data.bin"]["title"] is None and recs["a.test/data.bin"]["links"] == []
-    assert not fetched & {"/only-from-b", "/nf-target", "/hdr-target", "/bin-target"}
+    assert not fetched & {"/nf-target", "/hdr-target", "/bin-target"}

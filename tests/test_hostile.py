@@ -447,6 +447,9 @@ max_depth = 3
 
 [domains."budget.test"]
 max_pages = 3
+
+[domains."traps.test"]
+follow_near_duplicates = false
 """
 
 
@@ -741,6 +744,7 @@ def test_trap_limits_hold(crawl: Crawl) -> None:
 
 
 def test_near_duplicate_is_not_expanded(crawl: Crawl) -> None:
+    # traps.test turns following near-duplicates off (the default follows them; see test_e2e_pages).
     a, b = crawl.rec("traps.test/nd-a"), crawl.rec("traps.test/nd-b")
     dup, original = (b, a) if b["near_duplicate_of"] else (a, b)
     assert page_key(dup["near_duplicate_of"]) == page_key(original["url"]) and not dup["links_followed"]

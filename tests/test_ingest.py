@@ -36,6 +36,16 @@ def test_normalized_variants_collapse_to_one_url() -> None:
     assert stats.c["duplicate_urls"] == 1
 
 
+def test_page_links_cap_counts_distinct_normalized_urls() -> None:
+    """The cap applies after normalization and dedup: variants and fragments of one URL take one place."""
+    ingest, stats = _ingest([1000.0])
+    hrefs = [*VARIANTS * 100, *(f"/p/{i}#f{j}" for i in range(6) for j in range(50)), "javascript:void(0)"]
+    links, cut = ingest.page_links(hrefs, "http://a.test/dir/", 3)
+    assert links == ["http://a.test/page?id=1", "http://a.test/p/0", "http://a.test/p/1"]
+    assert cut == 4  # /p/2 .. /p/5, each counted once however often it was linked
+    assert stats.skipped["invalid_url"] == 1
+
+
 def test_out_of_scope_and_depth_are_counted_by_reason() -> None:
     ingest, stats = _ingest([1000.0])
     assert ingest.admit(["http://b.test/", "http://sub.a.test/ok"], depth=1)[0].url == "http://sub.a.test/ok"

@@ -91,6 +91,22 @@ async def test_done_url_stays_seen(make_store: StoreFactory) -> None:
     assert await store.next_due(T0 + 5) is None
 
 
+async def test_outcome_seen_urls_are_marked_seen_not_queued(make_store: StoreFactory) -> None:
+    """A redirect target fetched under a lease (`seen`): a later add of it is a duplicate, nothing is queued,
+    and the mark expires like any seen entry."""
+    store = await make_store(seen_ttl=100)
+    await store.add([url("a.test", "a")], T0)
+    [lease] = await store.claim(T0, 10)
+    target = url("a.test", "b")
+    await store.complete([Outcome(lease, "done", host_due=T0, seen=(target.url,))], T0)
+    c = await store.counts()
+    assert (c.queued, c.leased, c.done) == (0, 0, 1)
+    r = await store.add([target], T0 + 5)
+    assert (r.queued, r.duplicates) == (0, 1)
+    assert await store.next_due(T0 + 5) is None
+    assert (await store.add([target], T0 + 101)).queued == 1
+
+
 async def test_seen_entry_expires_after_ttl(make_store: StoreFactory) -> None:
     store = await make_store(seen_ttl=100)
     await store.add([url("a.test", "1")], T0)

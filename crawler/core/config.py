@@ -55,7 +55,7 @@ class CrawlSettings:
     seen_ttl: float = field(default=604800.0, metadata=_range(1))
     concurrency: int = field(default=64, metadata=_range(1, 10000))
     near_duplicate_distance: int = field(default=3, metadata=_range(0, 16))
-    follow_near_duplicates: bool = False
+    follow_near_duplicates: bool = True
 
     @property
     def product_token(self) -> str:
@@ -118,6 +118,7 @@ class DomainSettings:
     max_url_length: int | None = field(default=None, metadata=_range(16))
     max_repeated_segments: int | None = field(default=None, metadata=_range(1))
     max_path_segments: int | None = field(default=None, metadata=_range(1))
+    follow_near_duplicates: bool | None = None
 
     def overrides(self) -> dict[str, Any]:
         """The keys this entry sets."""
@@ -137,6 +138,7 @@ class HostSettings:
     max_url_length: int = 2048
     max_repeated_segments: int = 3
     max_path_segments: int = 64
+    follow_near_duplicates: bool = True
 
     def limits(self, crawl_delay: float | None = None) -> HostLimits:
         """What the frontier store enforces for this host: concurrency, start spacing and page budget."""
@@ -181,6 +183,7 @@ def _for_host(cfg: Config, name: str) -> HostSettings:
         max_url_length=c.max_url_length,
         max_repeated_segments=c.max_repeated_segments,
         max_path_segments=c.max_path_segments,
+        follow_near_duplicates=c.follow_near_duplicates,
     )
     return replace(base, **override.overrides())
 

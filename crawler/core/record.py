@@ -31,6 +31,7 @@ class Record:
     meta_robots: str | None = None
     links: list[str] = field(default_factory=list)
     links_followed: bool = False
+    links_cut: int = 0
     simhash: str | None = None
     text_chars: int = 0
     near_duplicate_of: str | None = None

@@ -47,16 +47,37 @@ class Ingest:
         # (unmarked by dedup) to the frontier, which holds the job's scope, instead of being dropped here.
         self.defer_scope = defer_scope
 
-    def normalize_links(self, hrefs: Iterable[str], base: str) -> list[str]:
+    def normalize_links(self, hrefs: Iterable[str], base: str, limit: int | None = None) -> list[str]:
         """Absolute, normalized, unique links of a page (invalid ones counted and dropped)."""
+        return self.page_links(hrefs, base, limit)[0]
+
+    def page_links(self, hrefs: Iterable[str], base: str, limit: int | None = None) -> tuple[list[str], int]:
+        """A page's first `limit` distinct normalized links, and how many more distinct ones were cut.
+
+        The cap counts distinct URLs, not raw hrefs: an index page repeating 500 URLs in 14,000 anchors
+        (with fragments) keeps all 500. Every href is still normalized, so the cut count is exact; a raw
+        href seen before on the page skips normalization (repeats are most of a navigation-heavy page).
+        """
         out: dict[str, None] = {}
+        raw: set[str] = set()
+        cut: set[str] = set()
         strip = self.strip
         for href in hrefs:
+            if href in raw:
+                continue
+            raw.add(href)
             try:
-                out[normalize(href, base, strip)] = None
+                url = normalize(href, base, strip)
             except CrawlError:
                 self.stats.skip("invalid_url")
-        return list(out)
+                continue
+            if url in out:
+                continue
+            if limit is not None and len(out) >= limit:
+                cut.add(url)
+            else:
+                out[url] = None
+        return list(out), len(cut)
 
     def reason(self, url: str, host: str, depth: int) -> str | None:
         """Why `url` at `depth` is out of bounds (depth, scope, trap rules), or None: the one scope authority."""
@@ -101,6 +122,17 @@ class Ingest:
                 del recent[next(iter(recent))]
             items.append(UrlItem(url, host, depth))
         return items
+
+    def mark_seen(self, urls: Iterable[str]) -> None:
+        """Remember URLs fetched without being admitted (a same-host redirect's target) as just admitted,
+        so this process drops later links to them before they reach the store (which marks them seen too)."""
+        now = self._clock()
+        recent = self._recent
+        for url in urls:
+            self.bloom.add(url)
+            recent[url] = now
+            if len(recent) > self._recent_size:
+                del recent[next(iter(recent))]
 
     def forget(self, urls: Iterable[str]) -> None:
         """Undo `admit` for URLs the store never received (a failed write), so offering them again works."""

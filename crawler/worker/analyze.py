@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from crawler.core.errors import CrawlError, ErrorType
 from crawler.core.record import Record
-from crawler.core.urlnorm import normalize
+from crawler.core.urlnorm import ParamStripper, normalize
 from crawler.extract.charset import decode_html
 from crawler.extract.html import extract, scan_links_fallback
 from crawler.extract.neardup import MIN_NEARDUP_TEXT, NearDupChecker, format_simhash, simhash64
@@ -50,9 +50,14 @@ class PageAnalyzer:
         render_mode: str = "never",
         fetch_sub: SubFetch | None = None,
         max_outlinks: int | None = None,
+        follow_near_duplicates: bool | None = None,
     ) -> tuple[CrawlError | None, list[str]]:
-        """Fill `rec` from an HTML body; returns (error, links to follow). Non-HTML is left unparsed."""
+        """Fill `rec` from an HTML body; returns (error, links to follow). Non-HTML is left unparsed.
+
+        `max_outlinks` and `follow_near_duplicates` are the host's settings (None: the crawl's defaults).
+        """
         cap = self.max_outlinks if max_outlinks is None else max_outlinks
+        follow_dups = self.follow_near_duplicates if follow_near_duplicates is None else follow_near_duplicates
         body = resp.body
         ctype = resp.content_type
         if resp.charset:
@@ -63,7 +68,8 @@ class PageAnalyzer:
         try:
             page = extract(html, self.token)
         except Exception as exc:  # a parser bug must cost one page, never the worker
-            links = self.ingest.normalize_links(scan_links_fallback(html)[:cap], final_url)
+            links, cut = self.ingest.page_links(scan_links_fallback(html), final_url, cap)
+            self._count_cut(rec, cut)
             rec.links = links
             rec.links_followed = True
             return CrawlError(ErrorType.PARSE_ERROR, f"{type(exc).__name__}: {exc}"), links
@@ -86,13 +92,9 @@ class PageAnalyzer:
         if page.base_href:
             with contextlib.suppress(CrawlError):
                 base = normalize(page.base_href, final_url)
-        if len(page.links) > cap:  # every URL a trap limit drops is counted in stats
-            self.ingest.stats.skip("max_outlinks", len(page.links) - cap)
-        links = self.ingest.normalize_links(page.links[:cap], base)
-        canonical = page.canonical
-        if canonical:
-            with contextlib.suppress(CrawlError):
-                canonical = normalize(canonical, base)
+        links, cut = self.ingest.page_links(page.links, base, cap)
+        self._count_cut(rec, cut)
+        canonical = _canonical(page.canonical, base, self.ingest.strip)
         fp = simhash64(page.text)
         dup: str | None = None
         if len(page.text) >= MIN_NEARDUP_TEXT:
@@ -100,7 +102,9 @@ class PageAnalyzer:
         meta_robots = _merge_robots(page.meta_robots, resp.headers.get("x-robots-tag"), self.token)
         directives = {d.strip() for d in meta_robots.split(",")} if meta_robots else set()
         nofollow = page.nofollow or "nofollow" in directives
-        follow = not nofollow and (dup is None or self.follow_near_duplicates)
+        # Near-duplicate detection is about content, not discovery: a mirrored copy's links may lead to
+        # unique pages, so they are followed unless the host turned that off (the flag stays in the record).
+        follow = not nofollow and (dup is None or follow_dups)
         rec.title = page.title
         rec.description = page.description
         rec.canonical = canonical
@@ -111,6 +115,26 @@ class PageAnalyzer:
         rec.text_chars = len(page.text)
         rec.near_duplicate_of = dup
         return None, links if follow else []
+
+    def _count_cut(self, rec: Record, cut: int) -> None:
+        """Distinct URLs `max_outlinks` cut from the page: in the record and in stats (every drop is counted)."""
+        rec.links_cut = cut
+        if cut:
+            self.ingest.stats.skip("max_outlinks", cut)
+
+
+def _canonical(href: str | None, base: str, strip: ParamStripper) -> str | None:
+    """The page's canonical as an absolute normalized http(s) URL, or None.
+
+    A canonical is a URL other tools compare and join on: a `file:`, `javascript:` or `mailto:` value, or
+    one that does not parse, is no canonical address of a web page, so it is dropped rather than stored raw.
+    """
+    if not href:
+        return None
+    try:
+        return normalize(href, base, strip)
+    except CrawlError:
+        return None
 
 
 def _merge_robots(meta: str | None, header: str | None, token: str) -> str | None:

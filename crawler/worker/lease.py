@@ -147,6 +147,7 @@ class LeaseRunner:
                     if settings is not None
                     else None,
                     max_outlinks=settings.max_outlinks if settings is not None else None,
+                    follow_near_duplicates=settings.follow_near_duplicates if settings is not None else None,
                 )
         if error is not None:
             rec.error = error.as_dict()
@@ -156,8 +157,26 @@ class LeaseRunner:
         return rec, follow
 
     def _finish(self, lease: Lease, rec: Record, follow: list[str], host_due: float, kind: OutcomeKind) -> Finished:
+        seen = fetched_besides(lease.item.url, rec)
+        if seen:
+            # Before the page's own links are admitted: a redirect target's self-link is a duplicate already.
+            self.ingest.mark_seen(seen)
         links = self.ingest.admit(follow, lease.item.depth + 1) if follow else []
-        return Finished(rec, Outcome(lease, kind, host_due, error=rec.error, links=links))
+        return Finished(rec, Outcome(lease, kind, host_due, error=rec.error, links=links, seen=seen))
+
+
+def fetched_besides(url: str, rec: Record) -> tuple[str, ...]:
+    """The URLs a fetch of `url` requested besides `url` itself: same-host redirect hops and the final URL.
+
+    They were fetched under this lease, so they are marked seen (not queued): `/a` → 301 → `/b` and a link
+    to `/b` must not request `/b` twice. A cross-host `redirect_to` target was not requested: not included.
+    """
+    if not rec.redirects:
+        return ()
+    out = dict.fromkeys(str(hop["url"]) for hop in rec.redirects[1:])
+    out[rec.final_url] = None
+    out.pop(url, None)
+    return tuple(out)
 
 
 def lease_deadline(lease: Lease, now: float) -> float:

@@ -221,6 +221,14 @@ class RedisStore:
         section, _ = self._items_json(links)
         head = [now, now - self._seen_ttl, self._seen_px, orjson.dumps(flat)]
         res = await self._with_limits("complete", head, section)
+        seen = [u for o in outcomes for u in o.seen]
+        if seen:
+            # Fetched already (redirect targets): seen like an added URL (same key and expiry), not queued.
+            self.round_trips += 1
+            async with self._r.pipeline(transaction=False) as pipe:
+                for url in seen:
+                    pipe.set(self.keys.seen(url_hash(url)), repr(now), px=self._seen_px)
+                await pipe.execute()
         return int(res[1])
 
     async def release(self, leases: Sequence[Lease], now: float) -> None:

@@ -347,6 +347,9 @@ class SqliteStore:
             apply_outcomes(db, rows, len(outcomes) - rows.stale)
             if plan is not None and plan.writes:
                 apply_add(db, plan, now)
+            seen = [(url_key(u), now) for o in outcomes for u in o.seen]
+            if seen:  # fetched already (redirect targets): seen, not queued
+                db.executemany("INSERT OR REPLACE INTO seen (h, at) VALUES (?, ?)", seen)
         return rows.stale
 
     def _unlease(self, db: sqlite3.Connection, rows: Sequence[tuple[int, int]]) -> None:
