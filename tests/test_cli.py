@@ -17,6 +17,17 @@ def test_bad_config_key_names_the_key(tmp_path: Path) -> None:
     assert "Traceback" not in proc.stderr
 
 
+def test_bad_allow_domains_entry_names_the_key(tmp_path: Path) -> None:
+    """Bad punycode or an empty label in `allow_domains` exits 2 naming the entry, not with a traceback."""
+    for i, (bad, why) in enumerate([("xn--zz", "punycode"), ("docs..example.com", "empty label")]):
+        cfg = tmp_path / f"bad{i}.toml"
+        cfg.write_text(f'[crawl]\nallow_domains = ["ok.test", "{bad}"]\n')
+        proc = run_crawler("crawl", "http://a.test/", "-c", str(cfg), "-o", str(tmp_path / f"o{i}"))
+        assert proc.returncode == 2, proc.stderr
+        assert "crawl.allow_domains[1]" in proc.stderr and why in proc.stderr, proc.stderr
+        assert "Traceback" not in proc.stderr
+
+
 def test_bad_flag_values_name_the_flag(tmp_path: Path) -> None:
     for flag, value, expected in [
         ("--delay", "fast", "argument --delay: expected a number, got 'fast'"),

@@ -14,8 +14,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
 
-from crawler.core.errors import ConfigError
+from crawler.core.errors import ConfigError, CrawlError
 from crawler.core.limits import HostLimits
+from crawler.core.urlnorm import normalize_host
 
 #: The documented defaults; the dataclass defaults below are the same values (a test holds them equal),
 #: so an installed package needs no file to run.
@@ -298,9 +299,23 @@ def config_from_dict(data: dict[str, Any]) -> Config:
             f"crawl.user_agent: must start with a product token of letters, '-' or '_' "
             f"(RFC 9309), got {cfg.crawl.user_agent!r}"
         )
+    _check_allow_domains(cfg.crawl.allow_domains)
     if cfg.fetch.total_timeout < cfg.fetch.connect_timeout:
         raise ConfigError("fetch.total_timeout: must be >= fetch.connect_timeout")
     return cfg
+
+
+def _check_allow_domains(domains: tuple[str, ...]) -> None:
+    """Each entry must be a host the scope can normalize, so a typo ends with a message, not a traceback."""
+    for i, entry in enumerate(domains):
+        host = entry.strip()
+        # The scope ignores a port (`a.test:8080`); an IPv6 literal keeps its colons inside brackets.
+        if not host.endswith("]") and ":" in host:
+            host = host.rpartition(":")[0]
+        try:
+            normalize_host(host)
+        except CrawlError as exc:
+            raise ConfigError(f"crawl.allow_domains[{i}]: {exc.message}") from None
 
 
 def load_config_data(
