@@ -87,3 +87,23 @@ def test_unmapped_host_on_loopback_is_refused(tmp_path: Path) -> None:
     (rec,) = read_records(tmp_path / "o" / "pages.jsonl")
     assert rec["error"]["type"] in {"private_address", "robots_disallowed"}
     assert log == []
+
+
+def test_seed_on_blocked_port_gets_a_typed_record(tmp_path: Path) -> None:
+    """A seed on port 25 is recorded with `bad_port` (no request); `allow_ports = [25]` lifts the block."""
+    out = tmp_path / "o"
+    proc = run_crawler(
+        "crawl", "http://a.test:25/", "-o", str(out), "--resolve", "*.test=127.0.0.1", "--no-progress",
+    )  # fmt: skip
+    assert proc.returncode != 2, proc.stderr
+    (rec,) = read_records(out / "pages.jsonl")
+    assert rec["error"]["type"] == "bad_port", rec
+    cfg = tmp_path / "allow.toml"
+    cfg.write_text('[fetch]\nmax_attempts = 1\n[domains."a.test"]\nallow_ports = [25]\n')
+    allowed = tmp_path / "allowed"
+    proc = run_crawler(
+        "crawl", "http://a.test:25/", "-o", str(allowed), "-c", str(cfg), "--resolve", "*.test=127.0.0.1",
+        "--no-progress",
+    )  # fmt: skip
+    (rec,) = read_records(allowed / "pages.jsonl")
+    assert rec["error"]["type"] != "bad_port", rec  # a connection was attempted (nothing listens on :25)

@@ -119,6 +119,8 @@ class DomainSettings:
     max_url_length: int | None = field(default=None, metadata=_range(16))
     max_repeated_segments: int | None = field(default=None, metadata=_range(1))
     max_path_segments: int | None = field(default=None, metadata=_range(1))
+    #: Ports of the browsers' blocked list (crawler.core.ports) this domain may be fetched on, e.g. [25].
+    allow_ports: tuple[int, ...] | None = None
 
     def overrides(self) -> dict[str, Any]:
         """The keys this entry sets."""
@@ -138,6 +140,7 @@ class HostSettings:
     max_url_length: int = 2048
     max_repeated_segments: int = 3
     max_path_segments: int = 64
+    allow_ports: tuple[int, ...] = ()
 
     def limits(self, crawl_delay: float | None = None) -> HostLimits:
         """What the frontier store enforces for this host: concurrency, start spacing and page budget."""
@@ -300,6 +303,10 @@ def config_from_dict(data: dict[str, Any]) -> Config:
             f"(RFC 9309), got {cfg.crawl.user_agent!r}"
         )
     _check_allow_domains(cfg.crawl.allow_domains)
+    for name, d in domains.items():
+        for i, port in enumerate(d.allow_ports or ()):
+            if not 0 <= port <= 65535:
+                raise ConfigError(f'domains."{name}".allow_ports[{i}]: must be a port 0..65535, got {port!r}')
     if cfg.fetch.total_timeout < cfg.fetch.connect_timeout:
         raise ConfigError("fetch.total_timeout: must be >= fetch.connect_timeout")
     return cfg
