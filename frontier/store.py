@@ -141,8 +141,11 @@ class FrontierStore(Protocol):
         """Current queue sizes."""
         ...
 
-    async def dead_letters(self, limit: int = 1000) -> list[DeadLetter]:
-        """Dead-lettered URLs, oldest first."""
+    async def dead_letters(self, limit: int = 1000, error_type: str | None = None) -> list[DeadLetter]:
+        """Dead-lettered URLs (only those of `error_type` when given), oldest first, at most `limit`.
+
+        The type filter is applied before the limit, so `limit` counts matching letters.
+        """
         ...
 
     async def requeue_dead(self, error_type: str | None, now: float) -> int:

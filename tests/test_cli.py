@@ -17,6 +17,17 @@ def test_bad_config_key_names_the_key(tmp_path: Path) -> None:
     assert "Traceback" not in proc.stderr
 
 
+def test_bad_allow_domains_entry_names_the_key(tmp_path: Path) -> None:
+    """Bad punycode or an empty label in `allow_domains` exits 2 naming the entry, not with a traceback."""
+    for i, (bad, why) in enumerate([("xn--zz", "punycode"), ("docs..example.com", "empty label")]):
+        cfg = tmp_path / f"bad{i}.toml"
+        cfg.write_text(f'[crawl]\nallow_domains = ["ok.test", "{bad}"]\n')
+        proc = run_crawler("crawl", "http://a.test/", "-c", str(cfg), "-o", str(tmp_path / f"o{i}"))
+        assert proc.returncode == 2, proc.stderr
+        assert "crawl.allow_domains[1]" in proc.stderr and why in proc.stderr, proc.stderr
+        assert "Traceback" not in proc.stderr
+
+
 def test_bad_flag_values_name_the_flag(tmp_path: Path) -> None:
     for flag, value, expected in [
         ("--delay", "fast", "argument --delay: expected a number, got 'fast'"),
@@ -76,3 +87,23 @@ def test_unmapped_host_on_loopback_is_refused(tmp_path: Path) -> None:
     (rec,) = read_records(tmp_path / "o" / "pages.jsonl")
     assert rec["error"]["type"] in {"private_address", "robots_disallowed"}
     assert log == []
+
+
+def test_seed_on_blocked_port_gets_a_typed_record(tmp_path: Path) -> None:
+    """A seed on port 25 is recorded with `bad_port` (no request); `allow_ports = [25]` lifts the block."""
+    out = tmp_path / "o"
+    proc = run_crawler(
+        "crawl", "http://a.test:25/", "-o", str(out), "--resolve", "*.test=127.0.0.1", "--no-progress",
+    )  # fmt: skip
+    assert proc.returncode != 2, proc.stderr
+    (rec,) = read_records(out / "pages.jsonl")
+    assert rec["error"]["type"] == "bad_port", rec
+    cfg = tmp_path / "allow.toml"
+    cfg.write_text('[fetch]\nmax_attempts = 1\n[domains."a.test"]\nallow_ports = [25]\n')
+    allowed = tmp_path / "allowed"
+    proc = run_crawler(
+        "crawl", "http://a.test:25/", "-o", str(allowed), "-c", str(cfg), "--resolve", "*.test=127.0.0.1",
+        "--no-progress",
+    )  # fmt: skip
+    (rec,) = read_records(allowed / "pages.jsonl")
+    assert rec["error"]["type"] != "bad_port", rec  # a connection was attempted (nothing listens on :25)

@@ -31,6 +31,9 @@ def test_every_builtin_key_is_documented_in_default_file() -> None:
         ({"network": {"allow_private": "yes"}}, "network.allow_private: expected true or false"),
         ({"domains": {"a.test": {"delai": 2}}}, 'unknown key domains."a.test".delai'),
         ({"crawl": {"allow_domains": "a.test"}}, "crawl.allow_domains: expected a list"),
+        ({"crawl": {"allow_domains": ["a.test", "xn--zz"]}}, "crawl.allow_domains[1]: invalid punycode"),
+        ({"crawl": {"allow_domains": [".a.test"]}}, "crawl.allow_domains[0]: empty label"),
+        ({"crawl": {"allow_domains": ["a.test:8080", "[::1]", ""]}}, "crawl.allow_domains[2]: empty host"),
     ],
 )
 def test_bad_values_name_the_key(data: dict, message: str) -> None:

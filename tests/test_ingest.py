@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from crawler.core.config import Config
+import pytest
+
+from crawler.core.config import Config, config_from_dict
+from crawler.core.errors import ConfigError
 from crawler.core.stats import Stats
 from crawler.ingest.admit import Ingest
 from crawler.ingest.scope import Scope
@@ -89,3 +92,30 @@ def test_per_domain_trap_limits_apply_in_ingest() -> None:
     assert ingest.admit([f"http://strict.test{long_path}", "http://strict.test/a/x/a"], 1) == []
     assert len(ingest.admit([f"http://lax.test{long_path}", "http://lax.test/a/x/a"], 1)) == 2
     assert dict(stats.skipped) == {"url_too_long": 1, "repeated_segments": 1}
+
+
+def test_links_to_blocked_ports_are_refused_and_counted() -> None:
+    """Ports browsers refuse (25, 6000, …) are dropped as `bad_port` unless a domain entry allows them."""
+    cfg = config_from_dict({"domains": {"mail.a.test": {"allow_ports": [25]}}})
+    stats = Stats()
+    scope = Scope(["a.test"], max_depth=None, max_url_length=2048, max_repeated_segments=3)
+    ingest = Ingest(cfg, scope, stats)
+    links = [
+        "http://a.test:25/x",
+        "http://a.test:6000/x",
+        "http://[::1]:110/x",
+        "http://a.test:8080/ok",
+        "http://mail.a.test:25/allowed",
+        "http://mail.a.test:110/still-refused",
+        "http://a.test:80/default",
+    ]
+    kept = [i.url for i in ingest.admit(ingest.normalize_links(links, "http://a.test/"), depth=1)]
+    assert kept == ["http://a.test:8080/ok", "http://mail.a.test:25/allowed", "http://a.test/default"]
+    assert dict(stats.skipped) == {"bad_port": 4}  # the port is judged first, even out of scope ([::1])
+
+
+def test_allow_ports_is_validated() -> None:
+    with pytest.raises(ConfigError, match=r'domains\."a\.test"\.allow_ports\[1\]: must be a port'):
+        config_from_dict({"domains": {"a.test": {"allow_ports": [25, 70000]}}})
+    with pytest.raises(ConfigError, match=r'domains\."a\.test"\.allow_ports\[0\]: expected an integer'):
+        config_from_dict({"domains": {"a.test": {"allow_ports": ["25"]}}})

@@ -201,3 +201,26 @@ async def test_unmapped_name_resolving_to_loopback_never_connects() -> None:
             resp = await fetcher.fetch(f"http://127.0.0.1:{port}/")
         assert resp.status == 200
         assert accepted == [1, 1]
+
+
+def test_blocked_ports_refused_before_connecting() -> None:
+    """The Fetch standard's bad ports raise BAD_PORT; a domain's allowance lifts exactly its ports."""
+    policy = AddressPolicy(allowed_ports=lambda host: (25,) if host.startswith("mail.test") else ())
+    for host in ("a.test:25", "a.test:6000", "a.test:10080", "::1:110", "a.test:0"):
+        with pytest.raises(CrawlError) as info:
+            policy.check_port(host)
+        assert info.value.type is ErrorType.BAD_PORT and "refused before connecting" in info.value.message
+    for host in ("a.test", "a.test:8080", "[::1]", "mail.test:25"):
+        policy.check_port(host)
+    with pytest.raises(CrawlError):
+        policy.check_port("mail.test:110")
+
+
+async def test_fetcher_refuses_blocked_port_without_connecting() -> None:
+    """Even a direct fetch (robots.txt, redirects, subresources) of a bad port is refused before connecting:
+    the error is BAD_PORT, not the connection_error an attempt on loopback:25 would give."""
+    async with HttpFetcher(AddressPolicy({"a.test": "127.0.0.1"}), user_agent="t") as http:
+        for url in ("http://a.test:25/robots.txt", "http://127.0.0.1:6000/", "https://a.test:993/"):
+            with pytest.raises(CrawlError) as info:
+                await http.fetch(url)
+            assert info.value.type is ErrorType.BAD_PORT, info.value

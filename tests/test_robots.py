@@ -492,12 +492,11 @@ async def test_crawl_delay_clamped_through_cache() -> None:
 # --- guards against pathological files -----------------------------------------------------------
 
 
-def test_wildcard_bomb_is_bounded() -> None:
+def test_wildcard_bomb_is_matched_whole_and_fast() -> None:
+    """Rules of any length and any number of `*` are kept and matched exactly, and none can blow up."""
     lines = ["User-agent: *"]
-    lines += [f"Disallow: /{'*a' * 40}*b{i}" for i in range(5000)]
-    # Under the wildcard limit and never matching the URL: each one is checked in full on every call.
-    lines += [f"Disallow: /{'*a' * 9}*b{i}" for i in range(3000)]
-    lines += [f"Allow: /{'*a' * 40}*c{i}" for i in range(5000)]
+    lines += [f"Disallow: /{'*a' * 40}*b{i}" for i in range(200)]
+    lines += [f"Allow: /{'*a' * 40}*c{i}" for i in range(200)]
     lines += ["Disallow: /" + "z" * 50_000]
     long_url = url("/" + "a" * 4000)
     start = time.perf_counter()
@@ -505,16 +504,41 @@ def test_wildcard_bomb_is_bounded() -> None:
     results = [rules.allowed(long_url + str(i)) for i in range(100)]
     elapsed = time.perf_counter() - start
     assert elapsed < 1.0, elapsed
-    # Truncated Disallows still bind (stricter, never looser); the oversized Allows are dropped.
-    assert results == [False] * 100
-    assert rules.allowed(url("/b"))
+    assert results == [True] * 100  # no rule matches: none was truncated into a broader one
+    assert not rules.allowed(long_url + "b7")  # the 40-star Disallow binds in full
+    assert rules.allowed(long_url + "b7c7")  # ... and the longer 40-star Allow beats it
+    assert not rules.allowed(url("/" + "z" * 50_000 + "/deeper"))  # a 50,000-char rule is matched
+    assert rules.allowed(url("/" + "z" * 49_999))
 
 
-def test_wildcard_truncation_keeps_disallow_strict() -> None:
+def test_pathological_rule_is_linear() -> None:
+    """`/a*a*…*a*b` (200 stars) against a 10,000-char path of `a`s: a backtracking matcher never ends."""
+    rules = rules_for(f"User-agent: *\nDisallow: /{'a*' * 200}b\nAllow: /{'a*' * 200}c$\n")
+    path = url("/" + "a" * 10_000)
+    start = time.perf_counter()
+    assert rules.allowed(path)
+    elapsed = time.perf_counter() - start
+    assert elapsed < 0.05, elapsed
+    assert not rules.allowed(path + "b")
+    assert rules.allowed(path + "bc")  # the Allow is one char longer than the Disallow: it wins
+    assert rules.allowed(url("/" + "a" * 199 + "b"))  # 200 `a` pieces need 200 `a`s
+    assert not rules.allowed(url("/" + "a" * 200 + "b"))
+
+
+def test_long_rules_keep_their_anchor() -> None:
     rules = rules_for(f"User-agent: *\nDisallow: /x{'*a' * 20}$\n")
     assert not rules.allowed(url("/x" + "a" * 20))
-    assert not rules.allowed(url("/x" + "a" * 9 + "-tail"))  # broader after truncation
+    assert rules.allowed(url("/x" + "a" * 9 + "-tail"))  # no truncation into a broader rule
+    assert rules.allowed(url("/x" + "a" * 20 + "-tail"))  # `$` still anchors
     assert rules.allowed(url("/y" + "a" * 20))
+
+
+def test_robots_txt_always_allowed_by_us() -> None:
+    """Not left to protego: a file disallowing everything still lets its own URL be re-read."""
+    rules = rules_for("User-agent: *\nDisallow: /\nDisallow: /robots.txt\n")
+    assert rules.allowed(url("/robots.txt"))
+    assert not rules.allowed(url("/robots.txt.bak"))
+    assert not rules.allowed(url("/"))
 
 
 def test_runs_of_stars_collapse() -> None:

@@ -310,6 +310,10 @@ async def test_dead_letters_and_requeue_by_type(make_store: StoreFactory) -> Non
     ]
     assert all(d.item.attempts == 1 for d in letters)
     assert len(await store.dead_letters(limit=1)) == 1
+    # The type filter comes before the limit: the first http_error letter is the second letter overall.
+    [only] = await store.dead_letters(limit=1, error_type=ErrorType.HTTP_ERROR.value)
+    assert only.item.url == "http://b.test/1"
+    assert await store.dead_letters(error_type="no_such_type") == []
     c = await store.counts()
     assert (c.queued, c.leased, c.done, c.dead, c.hosts) == (0, 0, 1, 2, 0)
     assert await store.next_due(T0 + 3) is None

@@ -118,7 +118,11 @@ async def build_worker(
     `defer_scope`: links outside this process's copy of the scope go on to the frontier, which judges.
     """
     settings = host_settings or cfg.for_host
-    policy = AddressPolicy(cfg.network.resolve, allow_private=cfg.network.allow_private)
+    policy = AddressPolicy(
+        cfg.network.resolve,
+        allow_private=cfg.network.allow_private,
+        allowed_ports=lambda host: settings(host).allow_ports,
+    )
     f = cfg.fetch
     http = await stack.enter_async_context(
         HttpFetcher(

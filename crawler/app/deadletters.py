@@ -25,11 +25,9 @@ def describe(dead: DeadLetter) -> dict[str, Any]:
 
 
 async def list_dead(store: FrontierStore, limit: int, error_type: str | None) -> list[dict[str, Any]]:
-    """Dead letters (optionally of one error type), oldest first."""
-    out = [describe(d) for d in await store.dead_letters(limit)]
-    if error_type is not None:
-        out = [d for d in out if (d["error"] or {}).get("type") == error_type]
-    return out
+    """Dead letters (optionally of one error type), oldest first: the first `limit` of that type."""
+    # The store filters before it limits: filtering here would drop matches beyond the first `limit`.
+    return [describe(d) for d in await store.dead_letters(limit, error_type)]
 
 
 async def requeue(store: FrontierStore, error_type: str | None) -> int:

@@ -14,8 +14,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
 
-from crawler.core.errors import ConfigError
+from crawler.core.errors import ConfigError, CrawlError
 from crawler.core.limits import HostLimits
+from crawler.core.urlnorm import normalize_host
 
 #: The documented defaults; the dataclass defaults below are the same values (a test holds them equal),
 #: so an installed package needs no file to run.
@@ -119,6 +120,8 @@ class DomainSettings:
     max_repeated_segments: int | None = field(default=None, metadata=_range(1))
     max_path_segments: int | None = field(default=None, metadata=_range(1))
     follow_near_duplicates: bool | None = None
+    #: Ports of the browsers' blocked list (crawler.core.ports) this domain may be fetched on, e.g. [25].
+    allow_ports: tuple[int, ...] | None = None
 
     def overrides(self) -> dict[str, Any]:
         """The keys this entry sets."""
@@ -139,6 +142,7 @@ class HostSettings:
     max_repeated_segments: int = 3
     max_path_segments: int = 64
     follow_near_duplicates: bool = True
+    allow_ports: tuple[int, ...] = ()
 
     def limits(self, crawl_delay: float | None = None) -> HostLimits:
         """What the frontier store enforces for this host: concurrency, start spacing and page budget."""
@@ -301,9 +305,27 @@ def config_from_dict(data: dict[str, Any]) -> Config:
             f"crawl.user_agent: must start with a product token of letters, '-' or '_' "
             f"(RFC 9309), got {cfg.crawl.user_agent!r}"
         )
+    _check_allow_domains(cfg.crawl.allow_domains)
+    for name, d in domains.items():
+        for i, port in enumerate(d.allow_ports or ()):
+            if not 0 <= port <= 65535:
+                raise ConfigError(f'domains."{name}".allow_ports[{i}]: must be a port 0..65535, got {port!r}')
     if cfg.fetch.total_timeout < cfg.fetch.connect_timeout:
         raise ConfigError("fetch.total_timeout: must be >= fetch.connect_timeout")
     return cfg
+
+
+def _check_allow_domains(domains: tuple[str, ...]) -> None:
+    """Each entry must be a host the scope can normalize, so a typo ends with a message, not a traceback."""
+    for i, entry in enumerate(domains):
+        host = entry.strip()
+        # The scope ignores a port (`a.test:8080`); an IPv6 literal keeps its colons inside brackets.
+        if not host.endswith("]") and ":" in host:
+            host = host.rpartition(":")[0]
+        try:
+            normalize_host(host)
+        except CrawlError as exc:
+            raise ConfigError(f"crawl.allow_domains[{i}]: {exc.message}") from None
 
 
 def load_config_data(

@@ -18,6 +18,7 @@ class ErrorType(StrEnum):
     HTTP_ERROR = "http_error"
     ROBOTS_DISALLOWED = "robots_disallowed"
     PRIVATE_ADDRESS = "private_address"
+    BAD_PORT = "bad_port"
     REDIRECT_LOOP = "redirect_loop"
     TOO_MANY_REDIRECTS = "too_many_redirects"
     REDIRECT_REFUSED = "redirect_refused"

@@ -193,6 +193,9 @@ class HttpFetcher:
         host = u.raw_host
         if u.scheme not in ("http", "https") or not host:
             raise CrawlError(ErrorType.INVALID_URL, f"{url}: not an absolute http(s) URL")
+        if u.explicit_port is not None:
+            # Every request passes here (pages, robots.txt, redirects, subresources): no way around it.
+            self.policy.check_port(f"{host}:{u.explicit_port}")
         literal = _literal_ip(host)
         if literal is not None:
             # aiohttp skips the resolver for IP literals, so the policy is applied here instead.

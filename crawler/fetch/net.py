@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from collections.abc import Mapping
+from collections.abc import Callable, Collection, Mapping
 from functools import lru_cache
 
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import ThreadedResolver
 
 from crawler.core.errors import ConfigError, CrawlError, ErrorType
+from crawler.core.ports import port_refusal
 
 __all__ = ["AddressPolicy", "AddressRefusedError", "GuardedResolver", "refusal_reason"]
 
@@ -105,10 +106,17 @@ class AddressPolicy:
     suffix), to an IP address; mapped hosts never touch DNS and may use any address.
     """
 
-    __slots__ = ("_cache", "_exact", "_wild", "allow_private")
+    __slots__ = ("_cache", "_exact", "_wild", "allow_private", "allowed_ports")
 
-    def __init__(self, resolve: Mapping[str, str] | None = None, allow_private: bool = False) -> None:
+    def __init__(
+        self,
+        resolve: Mapping[str, str] | None = None,
+        allow_private: bool = False,
+        allowed_ports: Callable[[str], Collection[int]] | None = None,
+    ) -> None:
         self.allow_private = allow_private
+        #: host key -> the blocked ports its domain entry allows (`allow_ports`); none by default.
+        self.allowed_ports = allowed_ports
         self._exact: dict[str, str] = {}
         self._wild: list[tuple[str, str]] = []
         for pattern, ip in (resolve or {}).items():
@@ -148,6 +156,15 @@ class AddressPolicy:
             self._cache.clear()
         self._cache[host] = ip
         return ip
+
+    def check_port(self, host: str) -> None:
+        """Raise CrawlError(BAD_PORT) when host key `host` names a browser-blocked port not allowed for it."""
+        if ":" not in host:  # the common case: a default port
+            return
+        allowed = self.allowed_ports(host) if self.allowed_ports is not None else ()
+        reason = port_refusal(host, allowed)
+        if reason is not None:
+            raise CrawlError(ErrorType.BAD_PORT, f"{host}: {reason}; refused before connecting")
 
     def check_address(self, ip: str, host: str) -> None:
         """Raise CrawlError(PRIVATE_ADDRESS) unless `ip` is public, `host` is mapped or private is allowed."""

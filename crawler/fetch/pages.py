@@ -108,6 +108,15 @@ class PageFetcher:
         host = host_key(url)
         chain = {url}
         current = url
+        # Before robots.txt: a refused port gets no request at all, and a final, typed error. (HttpFetcher
+        # refuses it too; unit tests drive this class without one, hence the getattr.)
+        policy = getattr(self.http, "policy", None)
+        if policy is not None:
+            try:
+                policy.check_port(host)
+            except CrawlError as exc:
+                result.error = exc
+                return result
         for hop in range(self.max_redirects + 1):
             rules = await self.robots.get(origin(current))
             result.rules = rules
@@ -149,7 +158,8 @@ class PageFetcher:
                 break
             reason = self.scope.reason(target, host_key(target), depth)
             if reason is not None:
-                result.error = CrawlError(ErrorType.REDIRECT_REFUSED, f"redirect target {reason}: {target}")
+                etype = ErrorType.BAD_PORT if reason == ErrorType.BAD_PORT.value else ErrorType.REDIRECT_REFUSED
+                result.error = CrawlError(etype, f"redirect target {reason}: {target}")
                 return result
             if host_key(target) != host:
                 result.redirect_to = target

@@ -1,16 +1,18 @@
 """robots.txt per RFC 9309: parsing a file into the rules for our product token, and matching URLs.
 
-Matching is protego's (longest match, Allow wins ties, percent-encoding, `*` and `$`). Before protego sees
+Matching is protego's (longest match, Allow wins ties, percent-encoding, `*` and `$`); from protego 0.7 on
+(the floor in pyproject.toml) it matches wildcards with a left-to-right `str.find` per literal piece, which
+is linear in the URL for any pattern (older releases compiled regexes that could backtrack exponentially).
+So every Allow/Disallow is matched whole, whatever its length or number of `*`. Before protego sees
 a file we rewrite it into a canonical one holding only the groups that apply to our product token (or `*`):
 
 * user-agent lines are matched here on the RFC product token (`[A-Za-z_-]+`, case-insensitive), because
   protego matches prefixes ("User-agent: polite" would bind "PoliteCrawler") and misses versioned lines
   ("User-agent: PoliteCrawler/1.0");
 * groups for other agents are dropped, which keeps cached rules small across 100k origins;
-* pathological patterns are tamed: runs of `*` collapse, a Disallow with more than `MAX_WILDCARDS`
-  wildcards or `MAX_PATTERN_CHARS` chars is truncated (a prefix of a pattern matches a superset, so we only
-  get stricter), such an Allow is dropped (also stricter), and at most `MAX_RULES` rules
-  (`MAX_WILDCARD_RULES` with `*`/`$`) are kept, since protego checks wildcard rules one by one per URL.
+* runs of `*` collapse (they mean the same as one), and at most `MAX_RULES` rules (`MAX_WILDCARD_RULES`
+  with `*`/`$`) are kept, since protego checks wildcard rules one by one per URL: the count is bounded,
+  never a rule's length.
 """
 
 from __future__ import annotations
@@ -23,9 +25,7 @@ from urllib.parse import urlsplit
 from protego import Protego
 
 __all__ = [
-    "MAX_PATTERN_CHARS",
     "MAX_RULES",
-    "MAX_WILDCARDS",
     "MAX_WILDCARD_RULES",
     "PRODUCT_TOKEN",
     "RobotsKind",
@@ -37,8 +37,6 @@ __all__ = [
 
 RobotsKind = Literal["parsed", "allow_all", "disallow_all"]
 
-MAX_WILDCARDS = 10
-MAX_PATTERN_CHARS = 2000
 MAX_RULES = 10_000
 MAX_WILDCARD_RULES = 500
 MAX_SITEMAPS = 100
@@ -125,13 +123,17 @@ class RobotsRules:
 
     def allowed(self, url: str) -> bool:
         """True if `url` (absolute, on this origin) may be fetched; `/robots.txt` always may."""
+        # Checked here, not left to protego: only some releases exempt /robots.txt (RFC 9309 §2.5 lets a
+        # crawler always fetch it, and a file that disallows "/" must still be re-read when it changes).
+        if _is_robots_txt(url):
+            return True
         parser = self._parser
         if parser is not None:
             try:
                 return parser.can_fetch(url, self._token)
             except ValueError:  # urlsplit rejects e.g. a broken IPv6 literal; such a URL is not fetchable
                 return False
-        return self._default or _is_robots_txt(url)
+        return self._default
 
     def restamped(self, reason: str, expires_at: float) -> RobotsRules:
         """The same rules with a new reason and expiry (a cached copy standing in after a failed refresh)."""
@@ -171,23 +173,9 @@ def _directive(line: str) -> tuple[str, str] | None:
     return None
 
 
-def _guard_pattern(field: str, value: str) -> str | None:
-    """Return a pattern that is cheap to match, or None to drop it; only ever makes the rules stricter."""
-    if "**" in value:
-        value = _STAR_RUN.sub("*", value)
-    if value.count("*") <= MAX_WILDCARDS and len(value) <= MAX_PATTERN_CHARS:
-        return value
-    if field == "allow":
-        return None
-    # A prefix of a pattern (without its `$`) matches every URL the whole pattern matches.
-    star = -1
-    for _ in range(MAX_WILDCARDS):
-        star = value.find("*", star + 1)
-        if star == -1:
-            break
-    if star != -1 and value.count("*") > MAX_WILDCARDS:
-        value = value[: star + 1]
-    return value[:MAX_PATTERN_CHARS].rstrip("$")
+def _collapse_stars(value: str) -> str:
+    """`a**b` means `a*b`; collapsing keeps the rule's pieces (and protego's work) minimal."""
+    return _STAR_RUN.sub("*", value) if "**" in value else value
 
 
 def canonicalize(text: str, token: str) -> tuple[str, tuple[str, ...]]:
@@ -234,11 +222,11 @@ def canonicalize(text: str, token: str) -> tuple[str, tuple[str, ...]]:
             if field == "crawl-delay":
                 out.append(f"crawl-delay: {value}")
             elif field in ("allow", "disallow"):
-                pattern = _guard_pattern(field, value)
-                if pattern is None or rules >= MAX_RULES:
+                pattern = _collapse_stars(value)
+                if rules >= MAX_RULES:
                     continue
                 rule = f"{field}: {pattern}"
-                # Truncation turns many distinct bombs into one rule; keep it once so it uses one slot.
+                # A repeated rule changes nothing; keep it once so it uses one slot.
                 key = agents + rule
                 if key in seen_rules:
                     continue

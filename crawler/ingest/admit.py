@@ -12,7 +12,8 @@ import time
 from collections.abc import Callable, Iterable
 
 from crawler.core.config import Config
-from crawler.core.errors import CrawlError
+from crawler.core.errors import CrawlError, ErrorType
+from crawler.core.ports import port_refusal
 from crawler.core.stats import Counter, Stats
 from crawler.core.urlitem import UrlItem
 from crawler.core.urlnorm import ParamStripper, host_key, normalize
@@ -86,6 +87,8 @@ class Ingest:
 
     def _reason(self, url: str, host: str, depth: int) -> str | None:
         limits = self.config.for_host(host)
+        if port_refusal(host, limits.allow_ports) is not None:
+            return ErrorType.BAD_PORT.value
         if depth > limits.max_depth:
             return "max_depth"
         return self.scope.reason(

@@ -271,15 +271,28 @@ class RedisStore:
         queued, leased, done, dead, hosts = (int(v or 0) for v in values)
         return Counts(queued=queued, leased=leased, done=done, dead=dead, hosts=hosts)
 
-    async def dead_letters(self, limit: int = 1000) -> list[DeadLetter]:
-        """Dead-lettered URLs, oldest first."""
+    async def dead_letters(self, limit: int = 1000, error_type: str | None = None) -> list[DeadLetter]:
+        """Dead-lettered URLs (only `error_type` when given, filtered before the limit), oldest first."""
         if limit <= 0:
             return []
-        self.round_trips += 1
-        out = []
-        for raw in await self._r.lrange(self.keys.dead, 0, limit - 1):
-            url, host, depth, attempts, error, died_at, _ = orjson.loads(raw)
-            out.append(DeadLetter(UrlItem(url, host, depth, attempts), error, died_at))
+        out: list[DeadLetter] = []
+        # Without a filter one LRANGE of `limit` suffices; with one, matches may be sparse, so the list is
+        # read in pages until `limit` matches are found or it ends (an operator command, not a hot path).
+        page = limit if error_type is None else max(limit, 1000)
+        start = 0
+        while len(out) < limit:
+            self.round_trips += 1
+            raws = await self._r.lrange(self.keys.dead, start, start + page - 1)
+            for raw in raws:
+                url, host, depth, attempts, error, died_at, _ = orjson.loads(raw)
+                if error_type is not None and (error or {}).get("type") != error_type:
+                    continue
+                out.append(DeadLetter(UrlItem(url, host, depth, attempts), error, died_at))
+                if len(out) >= limit:
+                    break
+            if len(raws) < page or error_type is None:
+                break
+            start += page
         return out
 
     async def requeue_dead(self, error_type: str | None, now: float) -> int:

@@ -236,12 +236,13 @@ class SqliteStore:
         (hosts,) = self._db.execute("SELECT count(*) FROM hosts WHERE queued > 0 OR inflight > 0").fetchone()
         return Counts(queued=queued, leased=leased, done=done, dead=dead, hosts=hosts)
 
-    async def dead_letters(self, limit: int = 1000) -> list[DeadLetter]:
-        """Dead-lettered URLs, oldest first."""
+    async def dead_letters(self, limit: int = 1000, error_type: str | None = None) -> list[DeadLetter]:
+        """Dead-lettered URLs (only `error_type` when given, filtered before the limit), oldest first."""
+        where, args = ("", ()) if error_type is None else (" WHERE d.error_type = ?", (str(error_type),))
         rows = self._db.execute(
             "SELECT d.url, h.host, d.depth, d.attempts, d.error, d.died_at"
-            " FROM dead AS d JOIN hosts AS h USING (hid) ORDER BY d.id LIMIT ?",
-            (limit,),
+            f" FROM dead AS d JOIN hosts AS h USING (hid){where} ORDER BY d.id LIMIT ?",
+            (*args, limit),
         ).fetchall()
         return [
             DeadLetter(
