@@ -73,6 +73,7 @@ class PolitenessSettings:
     max_crawl_delay: float = field(default=30.0, metadata=_range(0))
     robots_ttl: float = field(default=86400.0, metadata=_range(1, 86400))
     robots_error_ttl: float = field(default=300.0, metadata=_range(1, 86400))
+    robots_retry_first: float = field(default=2.0, metadata=_range(0.1, 86400))
     retry_after_max: float = field(default=3600.0, metadata=_range(0))
     max_backoff_delay: float = field(default=60.0, metadata=_range(0))
     breaker_failures: int = field(default=5, metadata=_range(1))
@@ -298,6 +299,8 @@ def config_from_dict(data: dict[str, Any]) -> Config:
             f"crawl.user_agent: must start with a product token of letters, '-' or '_' "
             f"(RFC 9309), got {cfg.crawl.user_agent!r}"
         )
+    if cfg.politeness.robots_retry_first > cfg.politeness.robots_error_ttl:
+        raise ConfigError("politeness.robots_retry_first: must be <= politeness.robots_error_ttl (the backoff's cap)")
     if cfg.fetch.total_timeout < cfg.fetch.connect_timeout:
         raise ConfigError("fetch.total_timeout: must be >= fetch.connect_timeout")
     return cfg
