@@ -279,7 +279,11 @@ async def test_unavailable_robots_txt_retries_when_its_cache_entry_expires(
     sites = {"a.test": Site(pages={"/": Page(html("never fetched")), "/robots.txt": robots_page})}
     clock = ManualClock()
     with TestWeb(sites) as web:
-        cfg = make_config(web, politeness={"robots_error_ttl": ttl, "robots_retry_first": first}, fetch={"retry_backoff": [1.0], "max_attempts": 2})
+        cfg = make_config(
+            web,
+            politeness={"robots_error_ttl": ttl, "robots_retry_first": first},
+            fetch={"retry_backoff": [1.0], "max_attempts": 2},
+        )
         async with rig(tmp_path / "out", cfg, ["a.test"], clock=clock) as r:
             r.built.worker.runner.jitter = lambda: 1.0
             await r.seed(web.url("a.test"))

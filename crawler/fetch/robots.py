@@ -255,7 +255,7 @@ class RobotsCache:
             # Once per outage, not per URL or per retry: the progress line shows it while it lasts.
             log.warning(
                 "robots.txt of %s unavailable (%s): its URLs wait (disallow all, RFC 9309 §2.3.1.4); "
-                "retrying in %.0fs, then backing off up to %.0fs",
+                "retrying in %.1fs, then backing off up to %.0fs",
                 origin,
                 cause,
                 expires_at - now,
@@ -263,7 +263,7 @@ class RobotsCache:
             )
         else:
             log.debug(
-                "robots.txt of %s still unavailable (%s), try %d; next in %.0fs",
+                "robots.txt of %s still unavailable (%s), try %d; next in %.1fs",
                 origin,
                 cause,
                 failures,
