@@ -32,10 +32,6 @@ def test_every_builtin_key_is_documented_in_default_file() -> None:
         ({"domains": {"a.test": {"delai": 2}}}, 'unknown key domains."a.test".delai'),
         ({"crawl": {"allow_domains": "a.test"}}, "crawl.allow_domains: expected a list"),
         ({"politeness": {"robots_retry_first": 0}}, "politeness.robots_retry_first: must be >= 0.1"),
-        (
-            {"politeness": {"robots_retry_first": 10, "robots_error_ttl": 5}},
-            "politeness.robots_retry_first: must be <= politeness.robots_error_ttl",
-        ),
     ],
 )
 def test_bad_values_name_the_key(data: dict, message: str) -> None:

@@ -594,3 +594,10 @@ def test_matching_a_typical_file_is_fast() -> None:
     per_call = (time.perf_counter() - start) / len(urls)
     assert all(verdicts)
     assert per_call < 50e-6, per_call  # measured ~3 µs; the bound is loose for a busy machine
+
+
+async def test_a_first_retry_step_above_error_ttl_is_capped_at_it() -> None:
+    """robots_error_ttl = 1 with the 2 s default first step (a configuration valid before the step existed)."""
+    fetch, clock = ScriptedFetch({ROBOTS: status(503)}), Clock()
+    rules = await make_cache(fetch, clock, error_ttl=1).get(ORIGIN)
+    assert rules.expires_at == clock.now + 1

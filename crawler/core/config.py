@@ -299,8 +299,6 @@ def config_from_dict(data: dict[str, Any]) -> Config:
             f"crawl.user_agent: must start with a product token of letters, '-' or '_' "
             f"(RFC 9309), got {cfg.crawl.user_agent!r}"
         )
-    if cfg.politeness.robots_retry_first > cfg.politeness.robots_error_ttl:
-        raise ConfigError("politeness.robots_retry_first: must be <= politeness.robots_error_ttl (the backoff's cap)")
     if cfg.fetch.total_timeout < cfg.fetch.connect_timeout:
         raise ConfigError("fetch.total_timeout: must be >= fetch.connect_timeout")
     return cfg
