@@ -34,6 +34,7 @@ def test_every_builtin_key_is_documented_in_default_file() -> None:
         ({"crawl": {"allow_domains": ["a.test", "xn--zz"]}}, "crawl.allow_domains[1]: invalid punycode"),
         ({"crawl": {"allow_domains": [".a.test"]}}, "crawl.allow_domains[0]: empty label"),
         ({"crawl": {"allow_domains": ["a.test:8080", "[::1]", ""]}}, "crawl.allow_domains[2]: empty host"),
+        ({"politeness": {"robots_retry_first": 0}}, "politeness.robots_retry_first: must be >= 0.1"),
     ],
 )
 def test_bad_values_name_the_key(data: dict, message: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 
@@ -164,14 +165,16 @@ async def test_4xx_allows_all(code: int) -> None:
 
 
 @pytest.mark.parametrize("code", [500, 502, 503, 429])
-async def test_5xx_and_429_disallow_all_for_error_ttl(code: int) -> None:
+async def test_5xx_and_429_disallow_all_until_the_first_retry_step(code: int) -> None:
     fetch, clock = ScriptedFetch({ROBOTS: status(code)}), Clock()
-    rules = await make_cache(fetch, clock, error_ttl=300).get(ORIGIN)
+    cache = make_cache(fetch, clock, error_ttl=300, error_first=3)
+    rules = await cache.get(ORIGIN)
     assert (rules.kind, rules.reason) == ("disallow_all", f"{code} disallow all")
     assert not rules.allowed(url("/"))
     assert not rules.allowed(url("/page?x=1"))
     assert rules.allowed(url("/robots.txt"))
-    assert rules.expires_at == clock.now + 300
+    assert rules.expires_at == clock.now + 3
+    assert [(w.origin, w.cause, w.failures) for w in cache.waiting()] == [(ORIGIN, str(code), 1)]
 
 
 @pytest.mark.parametrize(
@@ -186,10 +189,15 @@ async def test_5xx_and_429_disallow_all_for_error_ttl(code: int) -> None:
 )
 async def test_network_errors_disallow_all(error: ErrorType, reason: str) -> None:
     fetch, clock = ScriptedFetch({ROBOTS: CrawlError(error, "boom")}), Clock()
-    rules = await make_cache(fetch, clock, error_ttl=60).get(ORIGIN)
+    cache = make_cache(fetch, clock, error_ttl=60)
+    rules = await cache.get(ORIGIN)
     assert (rules.kind, rules.reason) == ("disallow_all", reason)
     assert not rules.allowed(url("/index.html"))
-    assert rules.expires_at == clock.now + 60
+    if error is ErrorType.PRIVATE_ADDRESS:  # a refusal, not an outage: nothing to wait for
+        assert rules.expires_at == clock.now + 60 and cache.waiting() == []
+    else:  # the first retry step (2 s by default), and the origin is shown as waiting for its cause
+        assert rules.expires_at == clock.now + 2
+        assert [(w.cause, w.failures) for w in cache.waiting()] == [(error.value, 1)]
 
 
 async def test_error_in_the_middle_of_a_redirect_chain_disallows_all() -> None:
@@ -200,7 +208,7 @@ async def test_error_in_the_middle_of_a_redirect_chain_disallows_all() -> None:
 
 async def test_recovery_after_error_ttl() -> None:
     fetch, clock = ScriptedFetch({ROBOTS: status(503)}), Clock()
-    cache = make_cache(fetch, clock, error_ttl=300)
+    cache = make_cache(fetch, clock, error_ttl=300, error_first=300)
     assert (await cache.get(ORIGIN)).kind == "disallow_all"
     clock.now += 299
     assert (await cache.get(ORIGIN)).kind == "disallow_all"
@@ -211,6 +219,47 @@ async def test_recovery_after_error_ttl() -> None:
     rules = await cache.get(ORIGIN)
     assert rules.kind == "parsed" and not rules.allowed(url("/private/"))
     assert len(fetch.calls) == 2
+    assert cache.waiting() == []
+
+
+async def test_failed_robots_txt_is_retried_on_a_doubling_schedule_capped_at_error_ttl(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """2, 4, 8, 16 s ... up to error_ttl between tries; one warning per outage; success ends the wait."""
+    caplog.set_level(logging.INFO, "crawler.fetch.robots")
+    fetch, clock = ScriptedFetch({ROBOTS: CrawlError(ErrorType.DNS, "no such host")}), Clock()
+    cache = make_cache(fetch, clock, error_ttl=20, error_first=2)
+    start = clock.now
+    steps = []
+    for _ in range(6):
+        rules = await cache.get(ORIGIN)
+        assert rules.kind == "disallow_all"
+        steps.append(rules.expires_at - clock.now)
+        assert cache.cached(ORIGIN) is rules  # no fetch before the step is over
+        clock.now = rules.expires_at
+    assert steps == [2, 4, 8, 16, 20, 20]
+    assert len(fetch.calls) == 6
+    (waiting,) = cache.waiting()
+    assert (waiting.cause, waiting.failures, waiting.since) == ("dns_error", 6, start)
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warned) == 1 and "dns_error" in warned[0] and ORIGIN in warned[0]
+    fetch.script[ROBOTS] = ok(BASIC)
+    rules = await cache.get(ORIGIN)
+    assert rules.kind == "parsed" and cache.waiting() == []
+    # A new outage starts the schedule again from the first step.
+    fetch.script[ROBOTS] = status(503)
+    clock.now = rules.expires_at
+    assert (await cache.get(ORIGIN)).expires_at == clock.now + 2
+
+
+async def test_an_origin_nobody_asks_for_again_stops_being_shown_as_waiting() -> None:
+    fetch, clock = ScriptedFetch({ROBOTS: status(503)}), Clock()
+    cache = make_cache(fetch, clock, error_ttl=300, error_first=10)
+    await cache.get(ORIGIN)
+    clock.now += 20  # due at +10; one step of grace
+    assert len(cache.waiting()) == 1
+    clock.now += 0.5
+    assert cache.waiting() == []
 
 
 async def test_ttl_expiry_refetches_and_ttl_is_capped_at_24h() -> None:
@@ -569,3 +618,10 @@ def test_matching_a_typical_file_is_fast() -> None:
     per_call = (time.perf_counter() - start) / len(urls)
     assert all(verdicts)
     assert per_call < 50e-6, per_call  # measured ~3 µs; the bound is loose for a busy machine
+
+
+async def test_a_first_retry_step_above_error_ttl_is_capped_at_it() -> None:
+    """robots_error_ttl = 1 with the 2 s default first step (a configuration valid before the step existed)."""
+    fetch, clock = ScriptedFetch({ROBOTS: status(503)}), Clock()
+    rules = await make_cache(fetch, clock, error_ttl=1).get(ORIGIN)
+    assert rules.expires_at == clock.now + 1

@@ -272,30 +272,35 @@ async def test_unavailable_robots_txt_retries_when_its_cache_entry_expires(
     tmp_path: Path, robots_page: Any, error_type: str
 ) -> None:
     """robots.txt answering 500 (or dropping the connection): the page is not requested; the lease is retried
-    exactly when the cached "disallow all" expires (politeness.robots_error_ttl after the answer, on the injected
-    clock) and the host is held until then; when the attempts are used up, the dead record carries the cause."""
-    ttl = 30.0
+    exactly when the cached "disallow all" expires (politeness.robots_retry_first after the first failure, then
+    double that, capped at robots_error_ttl, on the injected clock) and the host is held until then; when the
+    attempts are used up, the dead record carries the cause."""
+    first, ttl = 15.0, 20.0
     sites = {"a.test": Site(pages={"/": Page(html("never fetched")), "/robots.txt": robots_page})}
     clock = ManualClock()
     with TestWeb(sites) as web:
-        cfg = make_config(web, politeness={"robots_error_ttl": ttl}, fetch={"retry_backoff": [1.0], "max_attempts": 2})
+        cfg = make_config(
+            web,
+            politeness={"robots_error_ttl": ttl, "robots_retry_first": first},
+            fetch={"retry_backoff": [1.0], "max_attempts": 2},
+        )
         async with rig(tmp_path / "out", cfg, ["a.test"], clock=clock) as r:
             r.built.worker.runner.jitter = lambda: 1.0
             await r.seed(web.url("a.test"))
             fin = await r.run(await r.lease())
             assert fin.record is None
             assert fin.outcome.kind == "retry"
-            assert fin.outcome.retry_at == fin.outcome.host_due == T + ttl
+            assert fin.outcome.retry_at == fin.outcome.host_due == T + first
             await r.complete(fin)
-            assert await r.store.claim(T + ttl - 0.001, 1) == []
-            clock.advance_to(T + ttl)
+            assert await r.store.claim(T + first - 0.001, 1) == []
+            clock.advance_to(T + first)
             fin = await r.run(await r.lease())  # robots.txt expired: asked again, fails again
             rec = fin.record
             assert rec is not None and fin.outcome.kind == "dead"
             assert rec.status is None and rec.dead_letter is True
             assert rec.error is not None and rec.error["type"] == error_type
             assert "robots.txt unavailable" in rec.error["message"]
-            assert fin.outcome.host_due == T + 2 * ttl
+            assert fin.outcome.host_due == T + first + ttl  # 2 * first, capped at ttl
         assert web.count("a.test", "/robots.txt") == 2
         assert web.count("a.test", "/") == 0
 

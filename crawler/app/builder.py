@@ -145,6 +145,7 @@ async def build_worker(
         product_token=cfg.crawl.product_token,
         ttl=p.robots_ttl,
         error_ttl=p.robots_error_ttl,
+        error_first=p.robots_retry_first,
         max_crawl_delay=p.max_crawl_delay,
         max_entries=ROBOTS_CACHE_ENTRIES,
         clock=clock,

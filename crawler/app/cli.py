@@ -60,6 +60,15 @@ def _cmd_crawl(args: argparse.Namespace) -> int:
         f"{final['elapsed_s']:.1f}s; output in {args.out / 'pages.jsonl'}",
         file=sys.stderr,
     )
+    dead = int(final.get("dead") or 0)
+    if dead:
+        # An unreachable site ends here: say why its URLs failed, so the run is not mistaken for a crawl.
+        kinds = ", ".join(f"{k} {v}" for k, v in sorted(final.get("errors_by_type", {}).items()))
+        print(
+            f"crawler: {dead} URLs used up their attempts and are in the dead letters (errors: {kinds}); "
+            f"see `crawler dead-letters list {args.out}`",
+            file=sys.stderr,
+        )
     if final.get("stopped") and not final.get("finished"):
         print(f"crawler: interrupted ({final['stopped']}); run the same command again to resume", file=sys.stderr)
     return job_exit(final)

@@ -20,6 +20,7 @@ from crawler.core.config import Config
 from crawler.core.errors import ConfigError
 from crawler.core.stats import Stats
 from crawler.extract.neardup import MIN_NEARDUP_TEXT, LocalNearDup, NearDupIndex
+from crawler.fetch.robots import RobotsCache
 from crawler.ingest.scope import Scope, seed_domains
 from crawler.output.progress import report_progress
 from crawler.output.sink import RecordLog
@@ -90,6 +91,15 @@ def _rebuild_neardup(path: Path, index: NearDupIndex) -> None:
                 index.add(int(fp, 16), rec["url"])
 
 
+def waiting_hosts(robots: RobotsCache, now: float | None = None) -> list[dict[str, Any]]:
+    """The origins waiting for their robots.txt, as the progress line shows them."""
+    now = time.time() if now is None else now
+    return [
+        {"host": w.origin, "reason": w.cause, "tries": w.failures, "retry_in": round(w.retry_at - now, 1)}
+        for w in robots.waiting()
+    ]
+
+
 async def run_crawl(job: CrawlJob) -> dict[str, Any]:
     """Crawl to completion (or max_pages / a signal); returns the final stats snapshot."""
     job.out.mkdir(parents=True, exist_ok=True)
@@ -140,7 +150,12 @@ async def _run(job: CrawlJob) -> dict[str, Any]:
 
         async def snapshot() -> dict[str, Any]:
             counts = await store.counts()
-            return stats.snapshot(queued=counts.queued, in_flight=len(worker.tasks), hosts=counts.hosts)
+            return stats.snapshot(
+                queued=counts.queued,
+                in_flight=len(worker.tasks),
+                hosts=counts.hosts,
+                robots_waiting=waiting_hosts(built.robots),
+            )
 
         progress = asyncio.create_task(report_progress(snapshot, cfg.crawl.max_pages)) if job.progress else None
         try:

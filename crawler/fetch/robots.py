@@ -2,13 +2,16 @@
 
 Fetch outcomes: 2xx parsed; 3xx followed up to `max_redirects` hops, more hops or a loop is "unavailable"
 (RFC 9309 §2.3.1.2) → allow all; 4xx except 429 → allow all; 5xx, 429 and network errors → disallow all
-for `error_ttl`, unless a parsed copy younger than 24 h exists (RFC 9309 §2.4), which is kept meanwhile.
-Parsing and matching live in `crawler.fetch.robots_rules`.
+(RFC 9309 §2.3.1.4) until the next try, unless a parsed copy younger than 24 h exists (RFC 9309 §2.4),
+which is kept meanwhile (for `error_ttl`). Without such a copy the origin *waits*: robots.txt is tried
+again after `error_first` seconds, doubling per consecutive failure up to `error_ttl`, so a short outage
+costs seconds, not the whole `error_ttl`. Parsing and matching live in `crawler.fetch.robots_rules`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -19,7 +22,9 @@ from urllib.parse import urldefrag, urljoin, urlsplit
 from crawler.core.errors import CrawlError, ErrorType
 from crawler.fetch.robots_rules import PRODUCT_TOKEN, RobotsRules, parse_robots
 
-__all__ = ["MAX_AGE", "THREAD_PARSE_BYTES", "RobotsCache", "RobotsFetch", "RobotsResponse"]
+__all__ = ["MAX_AGE", "THREAD_PARSE_BYTES", "RobotsCache", "RobotsFetch", "RobotsResponse", "Waiting"]
+
+log = logging.getLogger("crawler.fetch.robots")
 
 #: RFC 9309 §2.4: a cached copy may stand in for an unreachable file, and caching lasts at most 24 h.
 MAX_AGE = 86_400.0
@@ -39,6 +44,26 @@ class RobotsResponse:
 RobotsFetch = Callable[[str], Awaitable[RobotsResponse]]
 
 
+@dataclass(slots=True, frozen=True)
+class Waiting:
+    """An origin whose robots.txt could not be fetched and that has no usable copy: its URLs wait."""
+
+    origin: str
+    cause: str  # "dns_error", "timeout", "connection_error", "503", "429", ...
+    failures: int  # consecutive failed fetches
+    since: float  # when the first of them failed
+    retry_at: float  # when robots.txt may be fetched again (the disallow-all rules expire)
+    step: float  # the wait before `retry_at`
+
+
+@dataclass(slots=True, frozen=True)
+class _Unreachable:
+    """What `_resolve` found when robots.txt could not be had; `_refresh` turns it into rules."""
+
+    cause: str
+    keep_cached: bool
+
+
 class RobotsCache:
     """Per-origin robots rules: fetched on demand (one fetch per origin at a time), TTL-cached, LRU."""
 
@@ -49,6 +74,7 @@ class RobotsCache:
         product_token: str,
         ttl: float = 86400,
         error_ttl: float = 300,
+        error_first: float = 2.0,
         max_bytes: int = 512 * 1024,
         max_crawl_delay: float = 30.0,
         max_redirects: int = 5,
@@ -61,6 +87,7 @@ class RobotsCache:
         self._token = product_token
         self._ttl = min(ttl, MAX_AGE)
         self._error_ttl = min(error_ttl, self._ttl)
+        self._error_first = min(error_first, self._error_ttl)
         self._max_bytes = max_bytes
         self._max_crawl_delay = max_crawl_delay
         self._max_redirects = max_redirects
@@ -69,6 +96,8 @@ class RobotsCache:
         # Expired entries stay until evicted: a failed refresh may fall back on them.
         self._entries: OrderedDict[str, RobotsRules] = OrderedDict()
         self._inflight: dict[str, asyncio.Task[RobotsRules]] = {}
+        # Origins without usable rules since their last failed fetch(es); bounded like `_entries`.
+        self._waiting: dict[str, Waiting] = {}
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -100,19 +129,51 @@ class RobotsCache:
         """Drop what is cached for `origin`, including the copy a failed refresh could fall back on."""
         self._entries.pop(origin.rstrip("/"), None)
 
+    def waiting(self) -> list[Waiting]:
+        """Origins waiting for their robots.txt, longest waiting first.
+
+        An origin drops out when its robots.txt is fetched, or when nothing asked for it for one retry
+        step past its due time (its URLs were dead-lettered or left the queue): a stale entry would show
+        a host as waiting forever.
+        """
+        now = self._clock()
+        stale = [o for o, w in self._waiting.items() if now > w.retry_at + max(w.step, 5.0)]
+        for origin in stale:
+            del self._waiting[origin]
+        return sorted(self._waiting.values(), key=lambda w: w.since)
+
+    def retry_step(self, failures: int) -> float:
+        """Seconds until robots.txt is tried again after `failures` consecutive failures (2, 4, 8, ... capped)."""
+        return min(self._error_first * 2.0 ** max(failures - 1, 0), self._error_ttl)
+
     def _forget(self, origin: str, task: asyncio.Task[RobotsRules]) -> None:
         if self._inflight.get(origin) is task:
             del self._inflight[origin]
 
     async def _refresh(self, origin: str) -> RobotsRules:
-        rules = await self._resolve(origin, self._entries.get(origin))
+        previous = self._entries.get(origin)
+        found = await self._resolve(origin)
+        if isinstance(found, _Unreachable):
+            rules = self._unreachable(origin, found.cause, previous, keep_cached=found.keep_cached)
+        else:
+            rules = found
+            gone = self._waiting.pop(origin, None)
+            if gone is not None:
+                log.info(
+                    "robots.txt of %s fetched (%s) after %d failed tries over %.0fs: its URLs go ahead",
+                    origin,
+                    rules.reason,
+                    gone.failures,
+                    self._clock() - gone.since,
+                )
         self._entries[origin] = rules
         self._entries.move_to_end(origin)
         while len(self._entries) > self._max_entries:
-            self._entries.popitem(last=False)
+            evicted, _ = self._entries.popitem(last=False)
+            self._waiting.pop(evicted, None)
         return rules
 
-    async def _resolve(self, origin: str, previous: RobotsRules | None) -> RobotsRules:
+    async def _resolve(self, origin: str) -> RobotsRules | _Unreachable:
         url = origin + "/robots.txt"
         seen = {url}
         redirects = 0
@@ -122,11 +183,11 @@ class RobotsCache:
             except CrawlError as exc:
                 # A host that now resolves to a refused address must not be crawled on old rules.
                 keep = exc.type is not ErrorType.PRIVATE_ADDRESS
-                return self._unreachable(exc.type.value, previous, keep_cached=keep)
+                return _Unreachable(exc.type.value, keep_cached=keep)
             except TimeoutError:  # the fetch contract says CrawlError; be safe if a raw one leaks through
-                return self._unreachable(ErrorType.TIMEOUT.value, previous, keep_cached=True)
+                return _Unreachable(ErrorType.TIMEOUT.value, keep_cached=True)
             except OSError:
-                return self._unreachable(ErrorType.CONNECTION.value, previous, keep_cached=True)
+                return _Unreachable(ErrorType.CONNECTION.value, keep_cached=True)
             status = response.status
             if 200 <= status < 300:
                 via = f" via {redirects} redirects" if redirects else ""
@@ -146,7 +207,7 @@ class RobotsCache:
                 url = target
                 continue
             if status == 429 or status >= 500 or status < 200:
-                return self._unreachable(str(status), previous, keep_cached=True)
+                return _Unreachable(str(status), keep_cached=True)
             return self._allow_all(f"{status} allow all")
 
     async def _parsed(self, body: bytes, reason: str) -> RobotsRules:
@@ -169,12 +230,43 @@ class RobotsCache:
         now = self._clock()
         return RobotsRules("allow_all", reason, fetched_at=now, expires_at=now + self._ttl)
 
-    def _unreachable(self, cause: str, previous: RobotsRules | None, *, keep_cached: bool) -> RobotsRules:
+    def _unreachable(self, origin: str, cause: str, previous: RobotsRules | None, *, keep_cached: bool) -> RobotsRules:
         now = self._clock()
         if keep_cached and previous is not None and previous.kind == "parsed":
-            # Retry after error_ttl, but never lean on a copy fetched more than 24 h ago.
+            # Crawling goes on with the copy, so there is no hurry: retry after error_ttl, but never lean
+            # on a copy fetched more than 24 h ago.
             expires_at = min(now + self._error_ttl, previous.fetched_at + MAX_AGE)
             if expires_at > now:
+                self._waiting.pop(origin, None)
                 return previous.restamped(f"{cause} using cached copy", expires_at)
-        expires_at = now + self._error_ttl
+        if cause == ErrorType.PRIVATE_ADDRESS.value:
+            # Not an outage but a refusal (final for the URLs): nothing to wait for or to show as waiting.
+            self._waiting.pop(origin, None)
+            return RobotsRules(
+                "disallow_all", f"{cause} disallow all", fetched_at=now, expires_at=now + self._error_ttl
+            )
+        before = self._waiting.get(origin)
+        failures = before.failures + 1 if before is not None else 1
+        step = self.retry_step(failures)
+        expires_at = now + step
+        since = before.since if before is not None else now
+        self._waiting[origin] = Waiting(origin, cause, failures, since, expires_at, step)
+        if before is None:
+            # Once per outage, not per URL or per retry: the progress line shows it while it lasts.
+            log.warning(
+                "robots.txt of %s unavailable (%s): its URLs wait (disallow all, RFC 9309 §2.3.1.4); "
+                "retrying in %.1fs, then backing off up to %.0fs",
+                origin,
+                cause,
+                expires_at - now,
+                self._error_ttl,
+            )
+        else:
+            log.debug(
+                "robots.txt of %s still unavailable (%s), try %d; next in %.1fs",
+                origin,
+                cause,
+                failures,
+                expires_at - now,
+            )
         return RobotsRules("disallow_all", f"{cause} disallow all", fetched_at=now, expires_at=expires_at)
