@@ -136,7 +136,9 @@ def test_robots_unavailable_host_is_not_crawled_and_others_are(out_dir: Path) ->
     }
     with TestWeb(sites) as web:
         cfg = out_dir.parent / "c.toml"
-        cfg.write_text("[fetch]\nmax_attempts = 2\nretry_backoff = [0.1]\n[politeness]\nrobots_error_ttl = 1\n")
+        cfg.write_text(
+            "[fetch]\nmax_attempts = 2\nretry_backoff = [0.1]\n[politeness]\nrobots_error_ttl = 1\nrobots_give_up = 0\n"
+        )
         proc = run_crawler(
             "crawl",
             *_seed_args(web, sorted(sites)),

@@ -28,7 +28,9 @@ def test_a_crawl_whose_only_host_is_unreachable_says_why_and_ends_with_dead_lett
     port = _unused_loopback_port()
     seed = f"http://down.test:{port}/"
     cfg = out_dir.parent / "c.toml"
-    cfg.write_text("[fetch]\nmax_attempts = 4\n[politeness]\nrobots_retry_first = 0.5\nrobots_error_ttl = 4\n")
+    cfg.write_text(
+        "[fetch]\nmax_attempts = 4\n[politeness]\nrobots_retry_first = 0.5\nrobots_error_ttl = 4\nrobots_give_up = 3\n"
+    )
     log = out_dir.parent / "crawl.log"
     started = time.monotonic()
     proc = start_crawler(

@@ -281,7 +281,7 @@ async def test_unavailable_robots_txt_retries_when_its_cache_entry_expires(
     with TestWeb(sites) as web:
         cfg = make_config(
             web,
-            politeness={"robots_error_ttl": ttl, "robots_retry_first": first},
+            politeness={"robots_error_ttl": ttl, "robots_retry_first": first, "robots_give_up": 10.0},
             fetch={"retry_backoff": [1.0], "max_attempts": 2},
         )
         async with rig(tmp_path / "out", cfg, ["a.test"], clock=clock) as r:
@@ -303,6 +303,31 @@ async def test_unavailable_robots_txt_retries_when_its_cache_entry_expires(
             assert fin.outcome.host_due == T + first + ttl  # 2 * first, capped at ttl
         assert web.count("a.test", "/robots.txt") == 2
         assert web.count("a.test", "/") == 0
+
+
+async def test_a_url_waits_out_a_short_robots_outage_whatever_its_attempts(tmp_path: Path) -> None:
+    """Attempts used up, but robots.txt has failed for less than robots_give_up: the URL waits (retry at the
+    next robots.txt try); once the outage is older than that, it is recorded and dead-lettered."""
+    sites = {"a.test": Site(pages={"/": Page(html("never fetched")), "/robots.txt": Page("down", status=503)})}
+    clock = ManualClock()
+    with TestWeb(sites) as web:
+        cfg = make_config(
+            web,
+            politeness={"robots_error_ttl": 4.0, "robots_retry_first": 4.0, "robots_give_up": 10.0},
+            fetch={"retry_backoff": [1.0], "max_attempts": 1},
+        )
+        async with rig(tmp_path / "out", cfg, ["a.test"], clock=clock) as r:
+            await r.seed(web.url("a.test"))
+            kinds = []
+            for _ in range(5):
+                fin = await r.run(lease := await r.lease())
+                kinds.append((round(clock() - T), lease.item.attempts, fin.outcome.kind))
+                if fin.outcome.kind == "dead":
+                    break
+                await r.complete(fin)
+                clock.advance_to(fin.outcome.retry_at)
+    # Tried at 0, 4 and 8 s (outage younger than 10 s: waits although max_attempts = 1), dead at 12 s.
+    assert kinds == [(0, 0, "retry"), (4, 1, "retry"), (8, 2, "retry"), (12, 3, "dead")], kinds
 
 
 async def test_redirects_same_host_through_the_slot_and_cross_host_as_a_link(tmp_path: Path) -> None:

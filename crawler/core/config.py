@@ -75,6 +75,7 @@ class PolitenessSettings:
     robots_ttl: float = field(default=86400.0, metadata=_range(1, 86400))
     robots_error_ttl: float = field(default=300.0, metadata=_range(1, 86400))
     robots_retry_first: float = field(default=2.0, metadata=_range(0.1, 86400))
+    robots_give_up: float = field(default=120.0, metadata=_range(0, 86400))
     retry_after_max: float = field(default=3600.0, metadata=_range(0))
     max_backoff_delay: float = field(default=60.0, metadata=_range(0))
     breaker_failures: int = field(default=5, metadata=_range(1))

@@ -142,6 +142,10 @@ class RobotsCache:
             del self._waiting[origin]
         return sorted(self._waiting.values(), key=lambda w: w.since)
 
+    def outage(self, origin: str) -> Waiting | None:
+        """The origin's current wait for its robots.txt, or None when it has usable rules."""
+        return self._waiting.get(origin.rstrip("/"))
+
     def retry_step(self, failures: int) -> float:
         """Seconds until robots.txt is tried again after `failures` consecutive failures (2, 4, 8, ... capped)."""
         return min(self._error_first * 2.0 ** max(failures - 1, 0), self._error_ttl)

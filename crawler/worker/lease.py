@@ -17,6 +17,7 @@ from crawler.core.recent import RecentDict
 from crawler.core.record import Record, iso_utc
 from crawler.core.stats import Counter, Stats
 from crawler.core.urlitem import UrlItem
+from crawler.core.urlnorm import origin
 from crawler.fetch.pages import PageFetch, PageFetcher
 from crawler.ingest.admit import Ingest
 from crawler.worker.analyze import PageAnalyzer
@@ -87,9 +88,13 @@ class LeaseRunner:
             self.slots.answered(item.host, None)  # a network failure counts towards the host's breaker
         await self._tell_store(item.host, settings)
         if pf.robots_unavailable and pf.rules is not None:
-            # Retry when robots.txt may be fetched again; until then the host is not leased.
+            # Retry when robots.txt may be fetched again; until then the host is not leased. A short outage
+            # (a deploy, a blip) must not cost the site its URLs: they wait out `robots_give_up` whatever
+            # their attempts; past it, the crawl of an unreachable site ends with dead letters.
             expires = pf.rules.expires_at
-            return await self._retry_or_die(lease, pf, started, host_due=expires, when=expires)
+            outage = self.fetcher.robots.outage(origin(pf.final_url))
+            patient = outage is not None and self.clock() - outage.since < self.config.politeness.robots_give_up
+            return await self._retry_or_die(lease, pf, started, host_due=expires, when=expires, patient=patient)
         if is_retryable(pf.error, resp.status if resp is not None else None):
             return await self._retry_or_die(lease, pf, started, host_due=self.slots.due(item.host))
         try:
@@ -108,10 +113,19 @@ class LeaseRunner:
             await self.frontier.set_host_limits(host, limits)
 
     async def _retry_or_die(
-        self, lease: Lease, pf: PageFetch, started: float, *, host_due: float, when: float | None = None
+        self,
+        lease: Lease,
+        pf: PageFetch,
+        started: float,
+        *,
+        host_due: float,
+        when: float | None = None,
+        patient: bool = False,
     ) -> Finished:
         attempts = lease.item.attempts + 1
         at = retry_at(self.config.fetch, attempts, host_due=host_due, now=self.clock(), jitter=self.jitter())
+        if at is None and patient:
+            at = host_due  # attempts used up, but the wait is not over (see the robots.txt branch)
         if at is not None:
             self.stats.incr(Counter.RETRIES)
             return Finished(None, Outcome(lease, "retry", host_due, retry_at=when if when is not None else at))
