@@ -99,7 +99,9 @@ def test_seed_on_blocked_port_gets_a_typed_record(tmp_path: Path) -> None:
     (rec,) = read_records(out / "pages.jsonl")
     assert rec["error"]["type"] == "bad_port", rec
     cfg = tmp_path / "allow.toml"
-    cfg.write_text('[fetch]\nmax_attempts = 1\n[domains."a.test"]\nallow_ports = [25]\n')
+    cfg.write_text(
+        '[fetch]\nmax_attempts = 1\n[politeness]\nrobots_give_up = 0\n[domains."a.test"]\nallow_ports = [25]\n'
+    )
     allowed = tmp_path / "allowed"
     proc = run_crawler(
         "crawl", "http://a.test:25/", "-o", str(allowed), "-c", str(cfg), "--resolve", "*.test=127.0.0.1",
