@@ -25,7 +25,7 @@ def test_three_failures_dead_letter_then_requeue_and_fetch(tmp_path: Path) -> No
     home = Page('<html><head><title>home</title></head><body><a href="/flaky">f</a></body></html>')
     sites = {"a.test": Site(pages={"/": home, "/flaky": flaky})}
     cfg = tmp_path / "c.toml"
-    cfg.write_text("[fetch]\nmax_attempts = 3\nretry_backoff = [0.05, 0.05]\n")
+    cfg.write_text("[fetch]\nmax_attempts = 3\nretry_backoff = [0.05, 0.05]\nserver_error_interval = 0.05\n")
     out = tmp_path / "out"
     with TestWeb(sites) as web_:
         args = [

@@ -437,6 +437,7 @@ read_timeout = 1
 total_timeout = 2
 max_body_bytes = 1048576
 retry_backoff = [0.05, 0.05]
+server_error_interval = 0.05    # 5xx: linear, 0.05 s then 0.1 s (the failure matrix's server_error row)
 
 [domains."h0.test"]
 delay = 0.15
@@ -573,7 +574,7 @@ OUTCOMES: list[tuple[str, int | None, str | None, int, int, bool]] = [
     ("abort.test/", None, "connection_error", 3, 3, True),
     ("status.test/404", 404, "http_error", 1, 1, False),
     ("status.test/410", 410, "http_error", 1, 1, False),
-    ("status.test/403", 403, "http_error", 1, 1, False),
+    ("status.test/403", 403, "http_error", 3, 3, True),  # other 4xx: retried (the client_error row)
     ("r408.test/", 200, None, 2, 2, False),
     ("e500.test/", 500, "http_error", 3, 3, True),
     ("ra-secs.test/", 200, None, 2, 2, False),

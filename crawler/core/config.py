@@ -94,6 +94,7 @@ class FetchSettings:
     max_redirects: int = field(default=5, metadata=_range(0, 20))
     max_attempts: int = field(default=3, metadata=_range(1, 100))
     retry_backoff: tuple[float, ...] = (60.0, 300.0, 1800.0)
+    server_error_interval: float = field(default=300.0, metadata=_range(0, 86400))
     render: str = "auto"
     browser_path: str = ""
     browser_pool_size: int = field(default=0, metadata=_range(0, 64))

@@ -1,4 +1,8 @@
-"""HTML extraction with lexbor: links, robots meta, title, description, canonical, base and visible text.
+"""HTML extraction: links, robots meta, title, description, canonical, base and visible text.
+
+lexbor (selectolax) parses every page; should it fail, the same body is parsed again with Python's own
+tolerant tokenizer (`html.parser`) before the page is called a parse error (the failure matrix's
+`parse_error` row). selectolax 1.0 dropped its second engine (modest), and lxml is not a dependency.
 
 Decoding bytes to text is `crawler.extract.charset`'s, deciding whether a body is HTML at all is
 `crawler.extract.sniff`'s.
@@ -8,13 +12,15 @@ from __future__ import annotations
 
 import html as htmllib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from html.parser import HTMLParser
 
 from selectolax.lexbor import LexborHTMLParser
 
 from crawler.core.errors import CrawlError, ErrorType
 
-__all__ = ["MAX_FIELD_CHARS", "Page", "extract", "scan_links_fallback"]
+__all__ = ["MAX_FIELD_CHARS", "PARSERS", "Page", "Parser", "extract", "scan_links_fallback"]
 
 MAX_FIELD_CHARS = 1000  # cap for title and description
 
@@ -36,6 +42,7 @@ class Page:
     links: list[str] = field(default_factory=list)
     nofollow_links: int = 0
     text: str = ""
+    parser: str = "lexbor"  # which parser read the page ("stdlib" when lexbor failed)
 
 
 # The URL parser strips leading/trailing C0 controls and spaces, and removes tabs and newlines.
@@ -63,14 +70,23 @@ def _robots_tokens(content: str) -> list[str]:
     return [t for t in re.split(r"[\s,]+", content.lower()) if t]
 
 
-def extract(html: str, robots_token: str = "") -> Page:
-    """Parse `html` with lexbor; raises `CrawlError(PARSE_ERROR)` if the parser itself fails."""
-    try:
-        return _extract(html, robots_token.strip().lower())
-    except CrawlError:
-        raise
-    except Exception as exc:  # lexbor failures surface as assorted exception types
-        raise CrawlError(ErrorType.PARSE_ERROR, f"HTML parser failed: {exc!r}") from exc
+#: One HTML parser's extraction: `(html, robots token) -> Page`; it may raise anything on failure.
+Parser = Callable[[str, str], "Page"]
+
+
+def extract(html: str, robots_token: str = "", parsers: tuple[Parser, ...] | None = None) -> Page:
+    """Parse `html` with the first of `parsers` that succeeds (default `PARSERS`: lexbor, then Python's
+    `html.parser`); raises `CrawlError(PARSE_ERROR)` naming every failure when all of them fail."""
+    token = robots_token.strip().lower()
+    failures: list[str] = []
+    for parse in parsers if parsers is not None else PARSERS:
+        try:
+            return parse(html, token)
+        except CrawlError:
+            raise
+        except Exception as exc:  # parser failures surface as assorted exception types
+            failures.append(f"{getattr(parse, '__name__', type(parse).__name__)}: {exc!r}")
+    raise CrawlError(ErrorType.PARSE_ERROR, "HTML parsers failed: " + "; ".join(failures))
 
 
 # lexbor's tree builder walks the stack of open elements for many start tags, so parsing time grows
@@ -165,8 +181,9 @@ def _limit_depth(html: str, limit: int = MAX_DEPTH) -> str:
     return "".join(pieces)
 
 
-def _extract(html: str, token: str) -> Page:
-    tree = LexborHTMLParser(_limit_depth(html))
+def extract_lexbor(html: str, token: str, tree_class: type[LexborHTMLParser] = LexborHTMLParser) -> Page:
+    """The main extraction, with lexbor (`tree_class` lets a test put a failing parser in its place)."""
+    tree = tree_class(_limit_depth(html))
     page = Page()
 
     robots: list[str] = []
@@ -223,6 +240,87 @@ def _extract(html: str, token: str) -> Page:
     root = tree.body or tree.root
     page.text = _collapse(root.text(separator=" ")) if root is not None else ""
     return page
+
+
+class _Collector(HTMLParser):
+    """The fields `extract_lexbor` finds, from Python's tokenizer: the second opinion when lexbor fails."""
+
+    def __init__(self, token: str) -> None:
+        super().__init__(convert_charrefs=True)
+        self.token = token
+        self.page = Page(parser="stdlib")
+        self.robots: list[str] = []
+        self.links: dict[str, None] = {}
+        self.text: list[str] = []
+        self.title: list[str] | None = None  # collecting the first <title>'s text while not None
+        self.invisible = 0  # depth inside script/style/noscript/template: no visible text there
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = {k: v for k, v in reversed(attrs)}  # the first of repeated attributes wins, as in HTML
+        page = self.page
+        if tag in _INVISIBLE:
+            self.invisible += 1
+        elif tag == "title" and page.title is None and self.title is None:
+            self.title = []
+        elif tag == "meta" and a.get("name") is not None and a.get("content") is not None:
+            name = (a["name"] or "").strip().lower()
+            content = a["content"] or ""
+            if name == "robots" or (self.token and name == self.token):
+                self.robots.extend(_robots_tokens(content))
+            elif name == "description" and page.description is None:
+                page.description = _collapse(content, MAX_FIELD_CHARS)
+        elif tag == "link" and a.get("href") is not None and page.canonical is None:
+            if "canonical" in (a.get("rel") or "").lower().split():
+                page.canonical = (a["href"] or "").strip(_URL_STRIP) or None
+        elif tag == "base" and a.get("href") is not None and page.base_href is None:
+            page.base_href = (a["href"] or "").strip(_URL_STRIP) or None
+        elif tag in ("a", "area") and a.get("href"):
+            href = (a["href"] or "").strip(_URL_STRIP)
+            if not _keep_href(href):
+                return
+            rel = a.get("rel")
+            if rel and "nofollow" in rel.lower().split():
+                page.nofollow_links += 1
+            else:
+                self.links[href] = None
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in _INVISIBLE and self.invisible:
+            self.invisible -= 1
+        elif tag == "title" and self.title is not None:
+            self.page.title = _collapse("".join(self.title), MAX_FIELD_CHARS)
+            self.title = None
+
+    def handle_data(self, data: str) -> None:
+        if self.title is not None:
+            self.title.append(data)
+        elif not self.invisible:
+            self.text.append(data)
+
+    def result(self) -> Page:
+        page = self.page
+        if self.title is not None:  # an unclosed <title> still names the page
+            page.title = _collapse("".join(self.title), MAX_FIELD_CHARS)
+        if self.robots:
+            merged = list(dict.fromkeys(self.robots))
+            page.meta_robots = ", ".join(merged)
+            page.noindex = "noindex" in merged or "none" in merged
+            page.nofollow = "nofollow" in merged or "none" in merged
+        page.links = list(self.links)
+        page.text = _collapse(" ".join(self.text))
+        return page
+
+
+def extract_stdlib(html: str, token: str) -> Page:
+    """The fallback extraction, with Python's `html.parser` (pure Python, no tree: depth costs nothing)."""
+    collector = _Collector(token)
+    collector.feed(html)
+    collector.close()
+    return collector.result()
+
+
+#: The parsers `extract` tries, in order (the failure matrix's `parse_error` row).
+PARSERS: tuple[Parser, ...] = (extract_lexbor, extract_stdlib)
 
 
 _ATTR = r"""\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'>]+))"""

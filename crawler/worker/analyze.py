@@ -9,7 +9,7 @@ from crawler.core.errors import CrawlError, ErrorType
 from crawler.core.record import Record
 from crawler.core.urlnorm import ParamStripper, normalize
 from crawler.extract.charset import decode_html
-from crawler.extract.html import extract, scan_links_fallback
+from crawler.extract.html import PARSERS, Parser, extract, scan_links_fallback
 from crawler.extract.neardup import MIN_NEARDUP_TEXT, NearDupChecker, format_simhash, simhash64
 from crawler.extract.sniff import looks_like_html
 from crawler.fetch.http import Response
@@ -39,6 +39,7 @@ class PageAnalyzer:
         self.max_outlinks = max_outlinks
         self.follow_near_duplicates = follow_near_duplicates
         self.renderer = renderer
+        self.parsers: tuple[Parser, ...] = PARSERS  # tried in order on the same body (the parse_error row)
 
     async def analyze(
         self,
@@ -66,8 +67,8 @@ class PageAnalyzer:
             return None, []
         html = decode_html(body, ctype)
         try:
-            page = extract(html, self.token)
-        except Exception as exc:  # a parser bug must cost one page, never the worker
+            page = extract(html, self.token, self.parsers)
+        except Exception as exc:  # every parser failed (or a bug): it must cost one page, never the worker
             links, cut = self.ingest.page_links(scan_links_fallback(html), final_url, cap)
             self._count_cut(rec, cut)
             rec.links = links

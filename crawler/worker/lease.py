@@ -22,7 +22,7 @@ from crawler.fetch.pages import PageFetch, PageFetcher
 from crawler.ingest.admit import Ingest
 from crawler.worker.analyze import PageAnalyzer
 from crawler.worker.frontier import WorkerFrontier
-from crawler.worker.retry import is_retryable, retry_at
+from crawler.worker.retry import POLICIES, Failure, Policy, classify, failure_of, retry_at
 from crawler.worker.slot import HOST_MEMORY, HostSlots
 from crawler.worker.subfetch import sub_fetcher
 from frontier.store import HostLimits, Lease, Outcome, OutcomeKind
@@ -94,14 +94,33 @@ class LeaseRunner:
             expires = pf.rules.expires_at
             outage = self.fetcher.robots.outage(origin(pf.final_url))
             patient = outage is not None and self.clock() - outage.since < self.config.politeness.robots_give_up
-            return await self._retry_or_die(lease, pf, started, host_due=expires, when=expires, patient=patient)
-        if is_retryable(pf.error, resp.status if resp is not None else None):
-            return await self._retry_or_die(lease, pf, started, host_due=self.slots.due(item.host))
+            used_up = lease.item.attempts + 1 >= self.config.fetch.max_attempts
+            return await self._retry_or_die(
+                lease, pf, started, host_due=expires, at=None if used_up and not patient else expires
+            )
+        failure = failure_of(
+            pf.error,
+            resp.status if resp is not None else None,
+            resp.retry_after if resp is not None else None,
+            now=self.clock(),
+            cap=self.config.politeness.retry_after_max,
+        )
+        policy = classify(failure)
+        if policy is not None and policy.retries:  # the failure matrix (crawler.worker.retry) decides
+            host_due = self.slots.due(item.host)
+            return await self._retry_or_die(
+                lease, pf, started, host_due=host_due, at=self._when(policy, lease, failure, host_due)
+            )
         try:
             rec, follow = await self._record(item, pf, started, settings)
         except CrawlError as exc:  # the browser failed: try the page again later
             pf.error = exc
-            return await self._retry_or_die(lease, pf, started, host_due=self.slots.due(item.host))
+            host_due = self.slots.due(item.host)
+            failure = failure_of(exc, None, None, now=self.clock(), cap=0.0)
+            policy = classify(failure) or POLICIES["network"]
+            return await self._retry_or_die(
+                lease, pf, started, host_due=host_due, at=self._when(policy, lease, failure, host_due)
+            )
         # The host's due time is read after the render: its subrequests count as requests to the host.
         return self._finish(lease, rec, follow, self.slots.due(item.host), "done")
 
@@ -112,23 +131,20 @@ class LeaseRunner:
             self._told[host] = limits
             await self.frontier.set_host_limits(host, limits)
 
-    async def _retry_or_die(
-        self,
-        lease: Lease,
-        pf: PageFetch,
-        started: float,
-        *,
-        host_due: float,
-        when: float | None = None,
-        patient: bool = False,
-    ) -> Finished:
+    def _when(self, policy: Policy, lease: Lease, failure: Failure, host_due: float) -> float | None:
+        """The failure matrix's retry time for this lease's next attempt (None: attempts used up)."""
         attempts = lease.item.attempts + 1
-        at = retry_at(self.config.fetch, attempts, host_due=host_due, now=self.clock(), jitter=self.jitter())
-        if at is None and patient:
-            at = host_due  # attempts used up, but the wait is not over (see the robots.txt branch)
+        return retry_at(
+            self.config.fetch, policy, attempts, failure, host_due=host_due, now=self.clock(), jitter=self.jitter()
+        )
+
+    async def _retry_or_die(
+        self, lease: Lease, pf: PageFetch, started: float, *, host_due: float, at: float | None
+    ) -> Finished:
+        """A retry at `at` (no record yet), or, with `at` None, a dead-letter record of the failure."""
         if at is not None:
             self.stats.incr(Counter.RETRIES)
-            return Finished(None, Outcome(lease, "retry", host_due, retry_at=when if when is not None else at))
+            return Finished(None, Outcome(lease, "retry", host_due, retry_at=at))
         rec, _ = await self._record(lease.item, pf, started)
         rec.dead_letter = True
         self.stats.incr(Counter.DEAD_LETTERS)
