@@ -56,8 +56,9 @@ def _exponential(fetch: FetchSettings, attempts: int, _: Failure) -> float:
 
 
 def _linear(fetch: FetchSettings, attempts: int, _: Failure) -> float:
-    # An overloaded or broken server gets steadily more room: interval, 2 × interval, 3 × interval, ...
-    return fetch.server_error_interval * attempts
+    # "Linear backoff at 5-minute intervals" (the seed's matrix): a try every interval, so the n-th try
+    # comes n intervals after the first failure; the host's own politeness (breaker) spaces its requests.
+    return fetch.server_error_interval
 
 
 def _server_says(_: FetchSettings, __: int, failure: Failure) -> float:
@@ -127,7 +128,7 @@ FAILURE_MATRIX: tuple[Policy, ...] = (
         "server_error",
         "HTTP 5xx",
         "temporary failure: no record yet; counts towards the host's circuit breaker",
-        "linear: `fetch.server_error_interval` × attempt (300 s, 600 s, ...), ±20 % jitter",
+        "linear: one try every `fetch.server_error_interval` (300 s, 300 s, ...), ±20 % jitter",
         lambda f: f.error is None and f.status is not None and 500 <= f.status < 600,
         _linear,
     ),
