@@ -41,7 +41,7 @@ from crawler.ingest.admit import Ingest
 from crawler.ingest.scope import Scope, seed_domains
 from frontier.redis.keys import ClusterKeys
 from frontier.redis.store import RedisStore
-from frontier.store import AddResult, HostLimits
+from frontier.store import AddResult
 
 log = logging.getLogger("crawler.app.distributed")
 
@@ -82,13 +82,6 @@ async def job_config(redis: aioredis.Redis, opts: ClusterOptions) -> Config:
     return config_from_dict(load_config_data(opts.config_paths, opts.overrides, base))
 
 
-def _limits(cfg: Config) -> Callable[[str], HostLimits]:
-    def limits(host: str) -> HostLimits:
-        return cfg.for_host(host).limits()
-
-    return limits
-
-
 async def _scope(redis: aioredis.Redis, keys: ClusterKeys, cfg: Config) -> Scope:
     """The job's scope: configured domains, else every submitted seed's domain (shared in Redis)."""
     return make_scope(cfg, [m.decode() for m in await redis.smembers(keys.scope)])
@@ -99,7 +92,7 @@ async def _open(stack: AsyncExitStack, opts: ClusterOptions) -> tuple[aioredis.R
     stack.push_async_callback(redis.aclose)
     cfg = await job_config(redis, opts)
     store = await RedisStore.open(
-        opts.redis_url, job=opts.job, host_limits=_limits(cfg), seen_ttl=cfg.crawl.seen_ttl, lease_ttl=opts.lease_ttl
+        opts.redis_url, job=opts.job, host_limits=cfg.host_limits, seen_ttl=cfg.crawl.seen_ttl, lease_ttl=opts.lease_ttl
     )
     stack.push_async_callback(store.close)
     return redis, cfg, store
@@ -271,7 +264,7 @@ async def submit(opts: ClusterOptions, seeds: list[str], *, store_config: bool) 
         store = await RedisStore.open(
             opts.redis_url,
             job=opts.job,
-            host_limits=_limits(cfg),
+            host_limits=cfg.host_limits,
             seen_ttl=cfg.crawl.seen_ttl,
             lease_ttl=opts.lease_ttl,
         )

@@ -26,7 +26,6 @@ from crawler.output.progress import report_progress
 from crawler.output.sink import RecordLog
 from crawler.worker.frontier import StoreFrontier
 from frontier.sqlite.store import DB_FILENAME, SqliteStore
-from frontier.store import HostLimits
 
 log = logging.getLogger("crawler")
 
@@ -114,11 +113,8 @@ async def _run(job: CrawlJob) -> dict[str, Any]:
     cfg = job.config
     stats = Stats()
 
-    def limits(host: str) -> HostLimits:
-        return cfg.for_host(host).limits()
-
     async with AsyncExitStack() as stack:
-        store = await SqliteStore.open(job.out, host_limits=limits, seen_ttl=cfg.crawl.seen_ttl)
+        store = await SqliteStore.open(job.out, host_limits=cfg.host_limits, seen_ttl=cfg.crawl.seen_ttl)
         stack.push_async_callback(store.close)
         scope = _scope(job, orjson.loads(await store.get_meta("allow_domains") or "[]"))
         await store.set_meta("allow_domains", orjson.dumps(sorted(scope.allow_domains)).decode())

@@ -166,6 +166,10 @@ class Config:
         """Effective settings for a host key (`name[:port]`); the most specific domain entry wins."""
         return _for_host(self, host.rsplit(":", 1)[0] if host.count(":") == 1 else host)
 
+    def host_limits(self, host: str) -> HostLimits:
+        """What a frontier store enforces for `host` (its `host_limits` callable), from the config alone."""
+        return self.for_host(host).limits()
+
     def __hash__(self) -> int:
         return id(self)
 
