@@ -25,6 +25,14 @@ Model
   its host's budget is not marked seen; a stale outcome changes nothing but its links are still added.
 * An outcome's `seen` URLs (a same-host redirect's hops and target, already fetched by that lease) are
   marked seen at `now` without being queued or counted against a budget.
+* robots.txt answers are kept per URL (`keep_robots`, the latest wins): the cluster shares them between
+  workers, and `crawler explain` shows the rule that decided. Redis expires them after `ttl` (real time);
+  the embedded store keeps the latest until it is replaced (one row per robots.txt URL).
+
+Reading without owning
+----------------------
+`frontier.inspect.Inspector` is the read-only view `crawler explain` uses (one implementation per
+backend): what the store holds about one URL and one host, while a crawl runs or after it ended.
 
 Crash behaviour
 ---------------
@@ -103,6 +111,17 @@ class Counts:
     hosts: int  # hosts with queued or leased URLs
 
 
+@dataclass(slots=True, frozen=True)
+class KeptRobots:
+    """One robots.txt answer as fetched: its URL, status, Location (3xx) and body, and when."""
+
+    url: str
+    status: int
+    location: str | None
+    body: bytes
+    fetched_at: float
+
+
 HostLimitsFn = Callable[[str], HostLimits]
 
 
@@ -158,6 +177,14 @@ class FrontierStore(Protocol):
 
     async def set_meta(self, key: str, value: str) -> None:
         """Write a small value, committed with the next `flush`."""
+        ...
+
+    async def keep_robots(self, robots: KeptRobots, ttl: float) -> None:
+        """Keep a robots.txt answer for its URL (replacing an older one) for at least `ttl` seconds."""
+        ...
+
+    async def kept_robots(self, url: str) -> KeptRobots | None:
+        """The latest robots.txt answer kept for `url`, or None (never kept, or expired on Redis)."""
         ...
 
     async def flush(self) -> None:

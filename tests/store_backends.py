@@ -11,8 +11,12 @@ from pathlib import Path
 from typing import Protocol
 
 import pytest
+from redis.asyncio import Redis
 
+from frontier.inspect import Inspector
+from frontier.redis.inspect import RedisInspector
 from frontier.redis.store import RedisStore
+from frontier.sqlite.inspect import SqliteInspector
 from frontier.sqlite.store import SqliteStore
 from frontier.store import FrontierStore, HostLimits, HostLimitsFn
 
@@ -85,3 +89,37 @@ async def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIte
     yield factory
     for store in opened:
         await store.close()
+
+
+class InspectorFactory(Protocol):
+    """Opens the read-only `Inspector` of a store made by `make_store` (a SQLite store is flushed first:
+    a reader sees the last flush); closed at test teardown."""
+
+    async def __call__(self, store: FrontierStore) -> Inspector: ...
+
+
+@pytest.fixture
+async def make_inspector(request: pytest.FixtureRequest) -> AsyncIterator[InspectorFactory]:
+    """An async factory of inspectors for stores of either backend."""
+    opened: list[Inspector] = []
+    clients: list[Redis] = []
+
+    async def factory(store: FrontierStore) -> Inspector:
+        inspector: Inspector
+        if isinstance(store, SqliteStore):
+            await store.flush()
+            inspector = SqliteInspector.open(store.path.parent)
+        elif isinstance(store, RedisStore):
+            client = Redis.from_url(request.getfixturevalue("redis_server").url)
+            clients.append(client)
+            inspector = RedisInspector(client, store.keys)
+        else:
+            raise TypeError(f"no inspector for {type(store).__name__}")
+        opened.append(inspector)
+        return inspector
+
+    yield factory
+    for inspector in opened:
+        await inspector.close()
+    for client in clients:
+        await client.aclose()

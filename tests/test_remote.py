@@ -71,7 +71,7 @@ async def test_concurrent_near_duplicates_have_exactly_one_original(redis_server
 
 
 async def test_robots_bodies_are_fetched_once_for_all_workers(redis_server: RedisServer, redis_job: str) -> None:
-    client = aioredis.from_url(redis_server.url)
+    store = await RedisStore.open(redis_server.url, job=redis_job, host_limits=lambda _h: HostLimits())
     calls: list[str] = []
 
     async def origin_fetch(url: str) -> RobotsResponse:
@@ -79,14 +79,17 @@ async def test_robots_bodies_are_fetched_once_for_all_workers(redis_server: Redi
         return RobotsResponse(200 if "ok" in url else 503, b"User-agent: *\nDisallow: /x\n", None)
 
     try:
-        share = shared_robots(client, ClusterKeys(redis_job), ttl=60)
+        share = shared_robots(store, ttl=60)
         first, second = share(origin_fetch), share(origin_fetch)
         assert (await first("http://ok.test/robots.txt")).body == (await second("http://ok.test/robots.txt")).body
         await first("http://down.test/robots.txt")
         await second("http://down.test/robots.txt")
         assert calls == ["http://ok.test/robots.txt", "http://down.test/robots.txt", "http://down.test/robots.txt"]
+        kept = await store.kept_robots("http://ok.test/robots.txt")  # what `crawler explain` reads
+        assert kept is not None and (kept.status, kept.body) == (200, b"User-agent: *\nDisallow: /x\n")
+        assert await store.kept_robots("http://down.test/robots.txt") is None
     finally:
-        await client.aclose()
+        await store.close()
 
 
 async def test_live_domain_overrides_apply_to_subdomains(redis_server: RedisServer, redis_job: str) -> None:

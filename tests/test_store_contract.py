@@ -20,11 +20,13 @@ import pytest
 
 from crawler.core.errors import ConfigError, CrawlError, ErrorType
 from crawler.core.urlitem import UrlItem
+from frontier.inspect import UrlState
+from frontier.sqlite.inspect import SqliteInspector
 from frontier.sqlite.store import SqliteStore
-from frontier.store import FrontierStore, HostLimits, HostLimitsFn, Lease, Outcome
+from frontier.store import FrontierStore, HostLimits, HostLimitsFn, KeptRobots, Lease, Outcome
 
 if TYPE_CHECKING:
-    from store_backends import StoreFactory
+    from store_backends import InspectorFactory, StoreFactory
 
 # The backend fixtures live in tests/store_backends.py (the `make_store` fixture, one param per backend).
 pytest_plugins = ["store_backends"]
@@ -502,6 +504,75 @@ async def test_meta_round_trip(make_store: StoreFactory) -> None:
     assert await store.get_meta("log_offset") == "456"
 
 
+# ------------------------------------------------------------------ kept robots.txt and the read-only inspector
+
+
+async def test_kept_robots_latest_answer_per_url(make_store: StoreFactory, make_inspector: InspectorFactory) -> None:
+    store = await make_store()
+    robots = "http://a.test/robots.txt"
+    assert await store.kept_robots(robots) is None
+    await store.keep_robots(KeptRobots(robots, 200, None, b"User-agent: *\nDisallow: /x\n", T0), ttl=60)
+    moved = KeptRobots("http://b.test/robots.txt", 301, "http://a.test/robots.txt", b"", T0)
+    await store.keep_robots(moved, ttl=60)
+    newer = KeptRobots(robots, 200, None, b"User-agent: *\nDisallow: /y\n", T0 + 5)
+    await store.keep_robots(newer, ttl=60)
+    assert await store.kept_robots(robots) == newer
+    assert await store.kept_robots("http://b.test/robots.txt") == moved
+    inspector = await make_inspector(store)
+    assert await inspector.kept_robots(robots) == newer
+    assert await inspector.kept_robots("http://c.test/robots.txt") is None
+
+
+async def test_inspector_follows_a_url_through_the_store(
+    make_store: StoreFactory, make_inspector: InspectorFactory
+) -> None:
+    store = await make_store(host_limits=limits({"a.test": HostLimits(spacing=5)}))
+    await store.add([url("a.test", "1", 2), url("a.test", "2"), url("a.test", "3")], T0)
+    await store.set_meta("k", "v")
+    inspector = await make_inspector(store)
+    assert await inspector.get_meta("k") == "v"
+    assert await inspector.host_state("b.test") is None
+    assert await inspector.url_state("http://b.test/1", "b.test") == UrlState("http://b.test/1")
+    third = await inspector.url_state("http://a.test/3", "a.test")
+    assert (third.place, third.seen_at, third.ahead, third.not_before) == ("queued", T0, 2, 0.0)
+    assert third.item == url("a.test", "3")
+    host = await inspector.host_state("a.test")
+    assert host is not None
+    assert (host.due_at, host.spacing, host.concurrency, host.inflight, host.queued, host.admitted) == (
+        0.0, 5.0, 1, 0, 3, 3,
+    )  # fmt: skip
+
+    [lease] = await store.claim(T0, 10)
+    await store.flush()
+    first = await inspector.url_state("http://a.test/1", "a.test")
+    assert (first.place, first.lease_expires, first.item) == ("leased", lease.expires_at, url("a.test", "1", 2))
+    host = await inspector.host_state("a.test")
+    assert host is not None and (host.due_at, host.inflight, host.polite_at) == (None, 1, T0 + 5)
+
+    await store.complete([Outcome(lease, "retry", host_due=T0 + 5, retry_at=T0 + 100)], T0)
+    await store.flush()
+    first = await inspector.url_state("http://a.test/1", "a.test")
+    assert (first.place, first.not_before, first.ahead, first.item) == ("queued", T0 + 100, 0, UrlItem(
+        "http://a.test/1", "a.test", 2, 1
+    ))  # fmt: skip
+    assert (await inspector.url_state("http://a.test/3", "a.test")).ahead == 2  # the waiting retry keeps its place
+    host = await inspector.host_state("a.test")
+    assert host is not None and (host.due_at, host.queued, host.inflight) == (T0 + 5, 3, 0)
+
+    [second] = await store.claim(T0 + 5, 10)
+    await store.complete([dead(second, T0 + 10, CrawlError(ErrorType.TLS, "bad cert"))], T0 + 6)
+    [third_lease] = await store.claim(T0 + 10, 10)
+    await store.complete([done(third_lease, T0 + 15)], T0 + 11)
+    await store.flush()
+    gone = await inspector.url_state("http://a.test/2", "a.test")
+    assert (gone.place, gone.died_at, gone.error, gone.item) == (
+        "dead", T0 + 6, {"type": "tls_error", "message": "bad cert"}, UrlItem("http://a.test/2", "a.test", 0, 1),
+    )  # fmt: skip
+    assert await inspector.url_state("http://a.test/3", "a.test") == UrlState("http://a.test/3", seen_at=T0)
+    host = await inspector.host_state("a.test")
+    assert host is not None and (host.due_at, host.queued) == (T0 + 100, 1)  # only the retry is left
+
+
 # ------------------------------------------------------------------ random walk against a model
 
 _WALK_LIMITS = {
@@ -722,6 +793,25 @@ class TestSqliteDurability:
             assert await store.next_due(T0) is None
         with pytest.raises(ConfigError, match="is a file"):
             await SqliteStore.open(folder / "frontier.sqlite3", host_limits=lambda h: HostLimits())
+
+    async def test_reader_sees_flushes_while_the_owner_writes_and_leaves_no_files(self, tmp_path: Path) -> None:
+        store = await SqliteStore.open(tmp_path, host_limits=lambda h: HostLimits())
+        await store.add([url("a.test", "1")], T0)
+        await store.flush()
+        async with SqliteInspector.open(tmp_path) as reader:
+            assert (await reader.url_state("http://a.test/1", "a.test")).place == "queued"
+            await store.add([url("a.test", "2")], T0)  # the owner writes while a reader is open
+            assert (await reader.url_state("http://a.test/2", "a.test")).place is None  # not flushed yet
+            await store.flush()
+            assert (await reader.url_state("http://a.test/2", "a.test")).place == "queued"
+        await store.close()
+        before = sorted(p.name for p in tmp_path.iterdir())
+        assert "frontier.sqlite3-wal" not in before
+        async with SqliteInspector.open(tmp_path) as reader:  # after the crawl: read as immutable
+            assert (await reader.url_state("http://a.test/2", "a.test")).seen_at == T0
+        assert sorted(p.name for p in tmp_path.iterdir()) == before
+        with pytest.raises(ConfigError, match="no crawl state"):
+            SqliteInspector.open(tmp_path / "elsewhere")
 
     async def test_failed_call_leaves_no_partial_changes(self, tmp_path: Path) -> None:
         def host_limits(host: str) -> HostLimits:

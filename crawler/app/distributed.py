@@ -207,7 +207,7 @@ async def run_worker(
             sink_path=out / f"pages-{wid}.jsonl",
             stats_path=out / f"stats-{wid}.json",
             host_settings=domains.for_host,
-            share_robots=shared_robots(redis, keys, cfg.politeness.robots_ttl, opts.redis_deadline),
+            share_robots=shared_robots(store, cfg.politeness.robots_ttl, opts.redis_deadline),
             defer_scope=True,  # the frontier holds the job's scope; this copy is only refreshed every 2 s
         )
         worker = built.worker

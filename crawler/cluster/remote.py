@@ -20,7 +20,6 @@ from typing import Any, TypeVar
 
 import orjson
 import redis.asyncio as aioredis
-import xxhash
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -31,7 +30,8 @@ from crawler.core.config import Config, DomainSettings, HostSettings, config_fro
 from crawler.core.errors import ConfigError, LeasesLost
 from crawler.core.urlitem import UrlItem
 from crawler.extract.neardup import block_keys
-from crawler.fetch.robots import RobotsFetch, RobotsResponse
+from crawler.fetch.robots import RobotsFetch
+from crawler.worker.robots_keep import RobotsKeeper, keeping_robots
 from frontier.redis.keys import ClusterKeys
 from frontier.redis.store import RedisStore
 from frontier.store import Counts, HostLimits, Lease, Outcome
@@ -246,31 +246,13 @@ class RedisNearDup:
         return found.decode() if found else None
 
 
-def shared_robots(
-    redis: aioredis.Redis, keys: ClusterKeys, ttl: float, deadline: float = 60.0
-) -> Callable[[RobotsFetch], RobotsFetch]:
+def shared_robots(store: RobotsKeeper, ttl: float, deadline: float = 60.0) -> Callable[[RobotsFetch], RobotsFetch]:
     """Wrap a robots.txt fetch so each URL is fetched once per TTL for the whole cluster.
 
-    Only answers are shared (2xx, 3xx, 4xx other than 429); failures are not, so the next worker retries.
+    Answers are kept in the job's store (`crawler.worker.robots_keep`); failures are not, so the next
+    worker retries. Each store call backs off while Redis is away, up to `deadline`.
     """
-
-    def wrap(fetch: RobotsFetch) -> RobotsFetch:
-        async def shared(url: str) -> RobotsResponse:
-            key = keys.robots(xxhash.xxh3_64_hexdigest(url.encode()))
-            raw = await with_redis_retry(lambda: redis.get(key), deadline, "robots.txt cache")
-            if raw is not None:
-                head, _, body = raw.partition(b"\n")
-                status, location = orjson.loads(head)
-                return RobotsResponse(status=status, body=body, location=location)
-            resp = await fetch(url)
-            if resp.status < 500 and resp.status != 429:
-                value = orjson.dumps([resp.status, resp.location]) + b"\n" + resp.body
-                await with_redis_retry(lambda: redis.set(key, value, ex=int(ttl)), deadline, "robots.txt cache")
-            return resp
-
-        return shared
-
-    return wrap
+    return keeping_robots(store, ttl, share=True, call=lambda op: with_redis_retry(op, deadline, "robots.txt cache"))
 
 
 class LiveDomains:

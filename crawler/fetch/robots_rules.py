@@ -178,8 +178,12 @@ def _collapse_stars(value: str) -> str:
     return _STAR_RUN.sub("*", value) if "**" in value else value
 
 
-def canonicalize(text: str, token: str) -> tuple[str, tuple[str, ...]]:
-    """Rewrite robots.txt text to only the groups for `token` (lower-case) or `*`, guarded; plus sitemaps."""
+def canonicalize(text: str, token: str, sources: list[int] | None = None) -> tuple[str, tuple[str, ...]]:
+    """Rewrite robots.txt text to only the groups for `token` (lower-case) or `*`, guarded; plus sitemaps.
+
+    `sources`, when given, receives the 1-based line of `text` each output line came from (0 for the
+    separators added between groups): `crawler.fetch.robots_explain` names the line that decided.
+    """
     out: list[str] = []
     sitemaps: list[str] = []
     in_header = False
@@ -188,7 +192,7 @@ def canonicalize(text: str, token: str) -> tuple[str, tuple[str, ...]]:
     agents = ""  # the agents of the current group, to drop repeats of a rule within a group
     seen_rules: set[str] = set()
     rules = wildcard_rules = 0
-    for raw in text.splitlines():
+    for number, raw in enumerate(text.splitlines(), 1):
         line = raw.partition("#")[0].strip()
         if not line:
             continue
@@ -209,9 +213,13 @@ def canonicalize(text: str, token: str) -> tuple[str, tuple[str, ...]]:
                 header_started, agents = True, ""
                 if out:
                     out.append(_GROUP_BREAK)  # keep protego from merging this group into the previous one
+                    if sources is not None:
+                        sources.append(0)
             ours = True
             agents += f"{agent} "
             out.append(f"user-agent: {agent}")
+            if sources is not None:
+                sources.append(number)
         elif field in _SITE_WIDE:
             if field == "sitemap" and value and len(sitemaps) < MAX_SITEMAPS:
                 sitemaps.append(value)
@@ -221,6 +229,8 @@ def canonicalize(text: str, token: str) -> tuple[str, tuple[str, ...]]:
                 continue
             if field == "crawl-delay":
                 out.append(f"crawl-delay: {value}")
+                if sources is not None:
+                    sources.append(number)
             elif field in ("allow", "disallow"):
                 pattern = _collapse_stars(value)
                 if rules >= MAX_RULES:
@@ -237,6 +247,8 @@ def canonicalize(text: str, token: str) -> tuple[str, tuple[str, ...]]:
                     wildcard_rules += 1
                 rules += 1
                 out.append(rule)
+                if sources is not None:
+                    sources.append(number)
     return "\n".join(out), tuple(sitemaps)
 
 

@@ -24,6 +24,8 @@ P = `crawl:{job}:`. Types, contents, and TTLs (none unless given):
 * `P meta` HASH: `set_meta` key → value.
 * `P counters` HASH: queued, leased, done, dead, hosts (active hosts), token (last lease token),
   seq (last item id), seen (seen entries written, expiry not subtracted).
+* `P robots:<hex16>` STRING, EX = robots TTL: one robots.txt answer for the URL (xxh3-64 of it), as
+  `[status, location, fetched_at]` JSON, a newline, then the body; shared by all workers, read by explain.
 
 The seen entry's expiry is decided by the stored `now` against the caller's `now - seen_ttl` (so a
 fake clock works); the Redis TTL only garbage-collects entries once they are certainly stale.
@@ -49,7 +51,7 @@ _JOB = re.compile(r"[A-Za-z0-9_.\-]{1,100}")
 #: Fixed key names (after the prefix) of the store.
 STORE_SINGLETONS = frozenset({"due", "items", "leases", "lease", "dead", "meta", "counters"})
 #: Key name families (after the prefix, up to and including the colon) of the store.
-STORE_FAMILIES = ("seen:", "q:", "retry:", "host:")
+STORE_FAMILIES = ("seen:", "q:", "retry:", "host:", "robots:")
 
 
 def validate_job(job: str) -> str:
@@ -95,6 +97,10 @@ class StoreKeys:
     def host(self, host: str) -> str:
         """HASH of the host's limits and bookkeeping."""
         return f"{self.prefix}host:{host}"
+
+    def robots(self, url_hash: str) -> str:
+        """STRING, EX = robots TTL: one robots.txt answer (status, location, fetched_at; body)."""
+        return f"{self.prefix}robots:{url_hash}"
 
     @property
     def due(self) -> str:
@@ -194,10 +200,6 @@ class ClusterKeys:
     def state(self) -> str:
         """HASH: `done` = "1" once nothing is queued or in flight, `updated` = time; no TTL."""
         return self.prefix + "state"
-
-    def robots(self, url_hash: str) -> str:
-        """STRING, EX = robots TTL: one robots.txt response (status, location, body) shared by all workers."""
-        return f"{self.prefix}robots:{url_hash}"
 
     def simhash_block(self, block: int, value: int) -> str:
         """SET of "fingerprint-hex url" members sharing one SimHash block value (near-dup lookup); no TTL."""

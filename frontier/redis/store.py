@@ -46,9 +46,19 @@ from xxhash import xxh3_64_hexdigest
 
 from crawler.core.urlitem import UrlItem
 from frontier.redis.keys import StoreKeys, is_store_key
-from frontier.store import AddResult, Counts, DeadLetter, Fenced, HostLimits, HostLimitsFn, Lease, Outcome
+from frontier.store import (
+    AddResult,
+    Counts,
+    DeadLetter,
+    Fenced,
+    HostLimits,
+    HostLimitsFn,
+    KeptRobots,
+    Lease,
+    Outcome,
+)
 
-__all__ = ["SCRIPTS", "RedisStore", "url_hash"]
+__all__ = ["SCRIPTS", "RedisStore", "decode_robots", "encode_robots", "url_hash"]
 
 _LUA = Path(__file__).resolve().parent / "lua"
 #: The scripts, one per atomic step; each is `common.lua` followed by `<name>.lua`.
@@ -62,6 +72,19 @@ _SEEN_GRACE_MS = 1000
 def url_hash(url: str) -> str:
     """The seen-set key suffix of a URL: xxh3-64 of its UTF-8 bytes, 16 hex digits."""
     return xxh3_64_hexdigest(url.encode("utf-8", "surrogatepass"))
+
+
+def encode_robots(robots: KeptRobots) -> bytes:
+    """The `robots:` key's value: `[status, location, fetched_at]` JSON, a newline, the body."""
+    return orjson.dumps([robots.status, robots.location, robots.fetched_at]) + b"\n" + robots.body
+
+
+def decode_robots(url: str, raw: bytes) -> KeptRobots:
+    """`encode_robots` reversed (a value written without `fetched_at` reads as fetched at 0)."""
+    head, _, body = raw.partition(b"\n")
+    fields = orjson.loads(head)
+    fetched_at = float(fields[2]) if len(fields) > 2 else 0.0
+    return KeptRobots(url, int(fields[0]), fields[1], body, fetched_at)
 
 
 def _payload(item: UrlItem, attempts: int) -> bytes:
@@ -310,6 +333,18 @@ class RedisStore:
         """Write a small value; Redis has it once this returns (`flush` is not needed)."""
         self.round_trips += 1
         await self._r.hset(self.keys.meta, key, value)
+
+    async def keep_robots(self, robots: KeptRobots, ttl: float) -> None:
+        """Keep a robots.txt answer for every worker to use, expiring `ttl` seconds from now (real time)."""
+        self.round_trips += 1
+        key = self.keys.robots(url_hash(robots.url))
+        await self._r.set(key, encode_robots(robots), px=max(1, math.ceil(ttl * 1000)))
+
+    async def kept_robots(self, url: str) -> KeptRobots | None:
+        """The robots.txt answer kept for `url`, or None (never kept, or expired)."""
+        self.round_trips += 1
+        raw = await self._r.get(self.keys.robots(url_hash(url)))
+        return None if raw is None else decode_robots(url, raw)
 
     # ---------------------------------------------------------------- internals
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import sqlite3
 from pathlib import Path
@@ -9,9 +10,12 @@ from pathlib import Path
 from xxhash import xxh3_64_intdigest
 
 from crawler.core.errors import ConfigError
+from frontier.store import KeptRobots
 
 #: The database file's name inside the folder given to `SqliteStore.open`.
 DB_FILENAME = "frontier.sqlite3"
+#: Beside it: held with `flock` by the one process that owns the store (readers never take it).
+OWNER_LOCK_SUFFIX = ".owner"
 
 _SCHEMA_VERSION = 1
 _U64 = 1 << 64
@@ -56,6 +60,14 @@ CREATE TABLE IF NOT EXISTS dead (
     died_at REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+-- The latest robots.txt answer per URL (one row per origin's /robots.txt and its redirect hops).
+CREATE TABLE IF NOT EXISTS robots (
+    url TEXT PRIMARY KEY,
+    status INTEGER NOT NULL,
+    location TEXT,
+    body BLOB NOT NULL,
+    fetched_at REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS stats (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     token INTEGER NOT NULL,
@@ -102,6 +114,15 @@ def url_key(url: str) -> int:
     return h - _U64 if h > _I64_MAX else h
 
 
+def read_kept_robots(db: sqlite3.Connection, url: str) -> KeptRobots | None:
+    """The `robots` row of `url` (the store and the read-only inspector share this read)."""
+    row = db.execute("SELECT status, location, body, fetched_at FROM robots WHERE url = ?", (url,)).fetchone()
+    if row is None:
+        return None
+    status, location, body, fetched_at = row
+    return KeptRobots(url, int(status), location, bytes(body), float(fetched_at))
+
+
 def db_path(folder: str | os.PathLike[str]) -> Path:
     p = Path(folder)
     if p.exists() and not p.is_dir():
@@ -110,11 +131,26 @@ def db_path(folder: str | os.PathLike[str]) -> Path:
     return p / DB_FILENAME
 
 
-def prepare(db: sqlite3.Connection, path: Path) -> None:
-    """Set pragmas, lock the file, create the schema and hand back leases of a dead process."""
+def lock_owner(path: Path) -> int:
+    """Take the store's owner lock (a file descriptor to close when done); ConfigError if another holds it.
+
+    SQLite's own locks cannot say "one owner": in WAL mode with normal locking, read-only connections
+    (`crawler explain`) must be able to read while the owner writes, so ownership is this `flock`.
+    """
+    fd = os.open(f"{path}{OWNER_LOCK_SUFFIX}", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     try:
-        # EXCLUSIVE before WAL: no shared-memory file, and the lock is held until close.
-        db.execute("PRAGMA locking_mode = EXCLUSIVE")
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise ConfigError(f"frontier {path} is in use by another process") from None
+    return fd
+
+
+def prepare(db: sqlite3.Connection, path: Path) -> None:
+    """Set pragmas, create the schema and hand back leases of a dead process (the caller holds `lock_owner`)."""
+    try:
+        # Normal locking in WAL mode: the shared-memory index lets read-only connections see committed
+        # state while this one writes (a reader never blocks the writer, nor the writer a reader).
         mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         db.execute("PRAGMA synchronous = NORMAL")
         db.execute("PRAGMA cache_size = -65536")  # 64 MiB: a flush interval of writes stays in memory

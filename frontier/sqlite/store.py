@@ -7,8 +7,10 @@ the last few commits (NORMAL does not fsync the WAL on every commit), never corr
 If SQLite itself fails in the middle of a call (disk full, I/O error), the store rolls back to the
 last flush, as a crash would, and refuses further calls (`RuntimeError`): close and reopen it.
 
-The file is locked exclusively while open (`locking_mode=EXCLUSIVE`): a second process (or store)
+One store owns the file while open (an `flock` on `frontier.sqlite3.owner`): a second process (or store)
 opening it gets `ConfigError`, because opening hands back every lease and would steal live work.
+Read-only connections (`frontier.sqlite.inspect`, for `crawler explain`) may read at any time: WAL
+with normal locking lets them see the last flush while the owner writes.
 
 Decisions the contract leaves open:
 * Seen entries are keyed by a signed 64-bit xxh3 of the URL (a false "seen" needs a 64-bit collision).
@@ -48,7 +50,9 @@ from frontier.sqlite.schema import (
     _UNLEASE,
     DB_FILENAME,
     db_path,
+    lock_owner,
     prepare,
+    read_kept_robots,
     url_key,
 )
 from frontier.store import (
@@ -57,6 +61,7 @@ from frontier.store import (
     DeadLetter,
     HostLimits,
     HostLimitsFn,
+    KeptRobots,
     Lease,
     Outcome,
 )
@@ -68,10 +73,17 @@ class SqliteStore:
     """`FrontierStore` on SQLite; see the module docstring for durability and open decisions."""
 
     def __init__(
-        self, db: sqlite3.Connection, path: Path, host_limits: HostLimitsFn, seen_ttl: float, lease_ttl: float
+        self,
+        db: sqlite3.Connection,
+        path: Path,
+        host_limits: HostLimitsFn,
+        seen_ttl: float,
+        lease_ttl: float,
+        owner_fd: int = -1,
     ) -> None:
         # Use `SqliteStore.open`; this only wires an already prepared connection.
         self._db = db
+        self._owner_fd = owner_fd
         self.path = path
         self._host_limits = host_limits
         self._seen_ttl = seen_ttl
@@ -97,17 +109,22 @@ class SqliteStore:
         Every lease left by a previous process is handed back; `fresh=True` deletes the data first.
         """
         file = db_path(path)
-        if fresh:
-            for suffix in ("", "-wal", "-shm", "-journal"):
-                with suppress(FileNotFoundError):
-                    os.unlink(f"{file}{suffix}")
-        db = sqlite3.connect(file, isolation_level=None, timeout=0.2, cached_statements=256)
+        owner = lock_owner(file)  # before `fresh` deletes anything: never another owner's live file
         try:
-            prepare(db, file)
+            if fresh:
+                for suffix in ("", "-wal", "-shm", "-journal"):
+                    with suppress(FileNotFoundError):
+                        os.unlink(f"{file}{suffix}")
+            db = sqlite3.connect(file, isolation_level=None, timeout=0.2, cached_statements=256)
+            try:
+                prepare(db, file)
+            except BaseException:
+                db.close()
+                raise
         except BaseException:
-            db.close()
+            os.close(owner)
             raise
-        return cls(db, file, host_limits, seen_ttl, lease_ttl)
+        return cls(db, file, host_limits, seen_ttl, lease_ttl, owner)
 
     async def __aenter__(self) -> SqliteStore:
         return self
@@ -134,6 +151,9 @@ class SqliteStore:
         finally:
             self._db.close()
             self._closed = True
+            if self._owner_fd >= 0:
+                os.close(self._owner_fd)  # after the database is closed: the next owner finds it consistent
+                self._owner_fd = -1
 
     def _check(self) -> None:
         if self._failed is not None:
@@ -278,6 +298,18 @@ class SqliteStore:
         """Read a small value kept with the frontier (e.g. the output log's committed offset)."""
         row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return None if row is None else row[0]
+
+    async def keep_robots(self, robots: KeptRobots, ttl: float) -> None:
+        """Keep a robots.txt answer (the latest per URL), committed with the next `flush`; kept past `ttl`."""
+        with self._writing() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO robots (url, status, location, body, fetched_at) VALUES (?, ?, ?, ?, ?)",
+                (robots.url, robots.status, robots.location, robots.body, robots.fetched_at),
+            )
+
+    async def kept_robots(self, url: str) -> KeptRobots | None:
+        """The latest robots.txt answer kept for `url`, or None."""
+        return read_kept_robots(self._db, url)
 
     async def set_meta(self, key: str, value: str) -> None:
         """Write a small value, committed with the next `flush`."""
