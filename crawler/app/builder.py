@@ -19,6 +19,7 @@ from typing import Any
 
 from crawler.core.config import Config, HostSettings
 from crawler.core.stats import Stats
+from crawler.core.urlnorm import host_key
 from crawler.extract.neardup import NearDupChecker
 from crawler.fetch.http import HttpFetcher
 from crawler.fetch.net import AddressPolicy
@@ -84,6 +85,10 @@ class Stopper:
         return self
 
 
+#: Hosts listed by `Crawling.waits` (published with the counters and in a worker's heartbeat).
+MAX_WAITS = 200
+
+
 @dataclass(slots=True)
 class Crawling:
     """What one crawling process is made of (tests and the commands reach into it)."""
@@ -93,6 +98,28 @@ class Crawling:
     slots: HostSlots
     robots: RobotsCache
     http: HttpFetcher
+
+    def waits(self) -> list[dict[str, Any]]:
+        """Hosts held back by more than their delay, and why: a robots.txt outage or an open circuit breaker."""
+        return hosts_waiting(self.robots, self.slots)
+
+
+def hosts_waiting(robots: RobotsCache, slots: HostSlots) -> list[dict[str, Any]]:
+    """What `Crawling.waits` lists (at most MAX_WAITS hosts): JSON-ready, for `crawler explain`."""
+    out: list[dict[str, Any]] = [
+        {
+            "host": host_key(w.origin),
+            "cause": "robots_txt",
+            "reason": w.cause,
+            "tries": w.failures,
+            "since": w.since,
+            "until": w.retry_at,
+        }
+        for w in robots.waiting()[:MAX_WAITS]
+    ]
+    for host, failures, until in slots.paused()[: MAX_WAITS - len(out)]:
+        out.append({"host": host, "cause": "circuit_breaker", "failures": failures, "until": until})
+    return out
 
 
 async def build_worker(
@@ -178,7 +205,14 @@ async def build_worker(
         host_settings=settings,
         clock=clock,
     )
-    committer = Committer(frontier, sink, stats, stats_path=stats_path, clock=clock)
+    committer = Committer(
+        frontier,
+        sink,
+        stats,
+        stats_path=stats_path,
+        clock=clock,
+        extra=lambda: {"hosts_waiting": hosts_waiting(robots, slots)},
+    )
     worker = Worker(
         config=cfg,
         frontier=frontier,

@@ -121,6 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _crawl_parser(sub)
     _dead_letters_parser(sub)
+    from crawler.app.explain import add_parser as explain_parser
+
+    explain_parser(sub)
     from crawler.app.cli_cluster import add_cluster_commands
 
     add_cluster_commands(sub)

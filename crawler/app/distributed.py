@@ -214,7 +214,10 @@ async def run_worker(
         (stopper or Stopper().install(stack)).listen(worker.stop)
 
         remote.describe = lambda: stats.snapshot(
-            concurrency=cfg.crawl.concurrency, in_flight=len(worker.tasks), tokens=worker.held_tokens()
+            concurrency=cfg.crawl.concurrency,
+            in_flight=len(worker.tasks),
+            tokens=worker.held_tokens(),
+            hosts_waiting=built.waits(),
         )
 
         async def beat() -> None:

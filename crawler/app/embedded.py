@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import fcntl
 import logging
+import os
 import time
 from collections.abc import Iterator
 from contextlib import AsyncExitStack
@@ -16,7 +17,7 @@ from typing import Any
 import orjson
 
 from crawler.app.builder import Stopper, build_worker, make_scope
-from crawler.core.config import Config
+from crawler.core.config import Config, config_data
 from crawler.core.errors import ConfigError
 from crawler.core.stats import Stats
 from crawler.extract.neardup import MIN_NEARDUP_TEXT, LocalNearDup, NearDupIndex
@@ -25,6 +26,7 @@ from crawler.ingest.scope import Scope, seed_domains
 from crawler.output.progress import report_progress
 from crawler.output.sink import RecordLog
 from crawler.worker.frontier import StoreFrontier
+from crawler.worker.robots_keep import keeping_robots
 from frontier.sqlite.store import DB_FILENAME, SqliteStore
 
 log = logging.getLogger("crawler")
@@ -62,6 +64,26 @@ def folder_lock(out: Path) -> Iterator[None]:
         yield
     finally:
         fh.close()
+
+
+def folder_holder(out: Path) -> int | None:
+    """The pid of the process holding `out`'s lock (a crawl running there), from /proc/locks (Linux).
+
+    Only looks: taking the lock, even for a moment, could make a crawl starting then fail. Returns None
+    when nobody holds it, and -1 when that cannot be known (no /proc/locks, or no lock file yet).
+    """
+    try:
+        st = (out / ".lock").stat()
+        table = Path("/proc/locks").read_text()
+    except OSError:
+        return -1
+    device = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    for line in table.splitlines():
+        fields = line.split()
+        # "1: FLOCK  ADVISORY  WRITE 5223 fe:00:2179238 0 EOF" (blocked waiters are marked "->")
+        if len(fields) >= 6 and fields[1] == "FLOCK" and fields[5] == device:
+            return int(fields[4])
+    return None
 
 
 def _scope(job: CrawlJob, known_domains: list[str]) -> Scope:
@@ -118,6 +140,8 @@ async def _run(job: CrawlJob) -> dict[str, Any]:
         stack.push_async_callback(store.close)
         scope = _scope(job, orjson.loads(await store.get_meta("allow_domains") or "[]"))
         await store.set_meta("allow_domains", orjson.dumps(sorted(scope.allow_domains)).decode())
+        # The configuration of this run, so `crawler explain` judges scope and normalization alike.
+        await store.set_meta("config", orjson.dumps(config_data(cfg)).decode())
         saved = await store.get_meta("stats")
         if saved:
             stats.restore(orjson.loads(saved))
@@ -138,6 +162,8 @@ async def _run(job: CrawlJob) -> dict[str, Any]:
             sink_path=job.out / PAGES,
             stats_path=job.out / STATS,
             replay=replay,
+            # robots.txt answers are kept in the store for `crawler explain` (not reused: one process).
+            share_robots=keeping_robots(store, cfg.politeness.robots_ttl, share=False),
         )
         worker = built.worker
         added = await store.add(built.ingest.admit_seeds(job.seeds), time.time())

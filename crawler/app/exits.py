@@ -7,6 +7,7 @@ import signal
 EXIT_OK = 0  # done: nothing left to crawl, max_pages reached, or a service stopped as asked
 EXIT_FAILED = 1  # a failure stopped the command (Redis unreachable past its deadline, commits failing)
 EXIT_USAGE = 2  # bad flags, configuration or input; nothing was crawled
+EXIT_UNKNOWN = 3  # `crawler explain`: the URL is unknown to the crawl (never seen, queued, linked or recorded)
 
 
 def interrupted(signal_name: str) -> int:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import tomllib
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
@@ -333,6 +333,13 @@ def _check_allow_domains(domains: tuple[str, ...]) -> None:
             normalize_host(host)
         except CrawlError as exc:
             raise ConfigError(f"crawl.allow_domains[{i}]: {exc.message}") from None
+
+
+def config_data(cfg: Config) -> dict[str, Any]:
+    """The mapping `config_from_dict` turns back into `cfg` (a crawl stores it, so its config can be read back)."""
+    data: dict[str, Any] = {name: asdict(getattr(cfg, name)) for name in _SECTIONS}
+    data["domains"] = {name: d.overrides() for name, d in cfg.domains.items()}
+    return data
 
 
 def load_config_data(

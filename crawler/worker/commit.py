@@ -40,8 +40,11 @@ class Committer:
         *,
         stats_path: Path | None = None,
         clock: Callable[[], float] = time.time,
+        extra: Callable[[], dict[str, Any]] | None = None,
     ) -> None:
         self.frontier = frontier
+        # More to commit with the counters (the hosts held back and why, for `crawler explain`).
+        self.extra = extra
         self.sink = sink
         self.stats = stats
         self.stats_path = stats_path
@@ -104,7 +107,7 @@ class Committer:
     async def checkpoint(self, **extra: Any) -> None:
         """Apply what is pending, commit it durably with the log offset and counters, write stats.json."""
         await self.apply()
-        snap = self.stats.snapshot()
+        snap = self.stats.snapshot(**self.extra()) if self.extra is not None else self.stats.snapshot()
         await self.frontier.checkpoint(self._applied_offset, snap)
         if self.stats_path is not None:
             counts = await self.frontier.counts()

@@ -70,6 +70,8 @@ class HostSlots:
         self._sleep = sleep
         self._memory = memory
         self._hosts: OrderedDict[str, _Host] = OrderedDict()
+        # Hosts whose circuit breaker opened, with the time it closes: `paused` lists them (explain).
+        self._open: dict[str, float] = {}
         # Checked at the last moment before a request starts: False means this worker's leases may be
         # another's now (its heartbeat could have expired while it waited or was paused).
         self._guard = guard
@@ -140,11 +142,21 @@ class HostSlots:
     def answered(self, host: str, status: int | None, retry_after: str | None = None) -> float:
         """Apply a page's outcome (status, or None for a network failure) to the host's pace; returns its due time."""
         state = self._host(host)
-        due, state.pace = next_due(
-            self.rules(host), state.pace, now=self._clock(), status=status, retry_after=retry_after
-        )
+        rules = self.rules(host)
+        due, state.pace = next_due(rules, state.pace, now=self._clock(), status=status, retry_after=retry_after)
         state.hold = max(state.hold, due)
+        if state.pace.failures >= rules.breaker_failures:
+            self._open[host] = state.hold
+        elif self._open:
+            self._open.pop(host, None)
         return self.due(host)
+
+    def paused(self) -> list[tuple[str, int, float]]:
+        """Hosts whose circuit breaker is open now: (host, consecutive failures, paused until)."""
+        now = self._clock()
+        for host in [h for h, until in self._open.items() if until <= now]:
+            del self._open[host]
+        return [(h, self._hosts[h].pace.failures if h in self._hosts else 0, until) for h, until in self._open.items()]
 
     @asynccontextmanager
     async def request(self, host: str, *, until: float | None = None) -> AsyncIterator[None]:
