@@ -21,6 +21,7 @@ from crawler.core.errors import CrawlError, ErrorType
 from crawler.core.stats import Stats
 from crawler.core.urlnorm import ParamStripper, host_key, normalize, origin
 from crawler.fetch.robots_explain import explain_robots
+from crawler.fetch.robots_rules import parse_robots
 from crawler.ingest.admit import Ingest
 from crawler.ingest.bloom import SeenBloom
 from crawler.output.lookup import Found, RecordRef, find_url
@@ -75,7 +76,8 @@ async def explain_url(raw: str, src: Sources, now: float | None = None) -> dict[
     host_state = await src.inspector.host_state(host)
     found = find_url(url, src.record_paths) if src.record_paths else Found()
     out["frontier"] = _frontier(state, cfg, now)
-    out["host"] = _host(host_state, cfg, host)
+    out["robots"] = await _robots(src.inspector, url, cfg, now)
+    out["host"] = _host(host_state, cfg, host, out["robots"].get("crawl_delay"))
     latest = found.latest
     out["record"] = _record(latest) if latest is not None else None
     out["records"] = len(found.records)
@@ -85,9 +87,9 @@ async def explain_url(raw: str, src: Sources, now: float | None = None) -> dict[
     ingest = Ingest(cfg, make_scope(cfg, src.allow_domains), Stats(), bloom=SeenBloom(16, 0.01))
     reason = ingest.reason(url, host, depth if depth is not None else 0)
     out["scope"] = scope_detail(reason, url, host, depth, cfg, ingest.scope) if reason else None
-    out["robots"] = await _robots(src.inspector, url, cfg.crawl.product_token, now)
     waits = [w for w in src.waits if w.get("host") == host]
-    out["waiting"] = _waiting(state, host_state, waits, src, now) if state.place == "queued" else None
+    pace = out["host"]["pace"] if out["host"] else cfg.for_host(host).delay
+    out["waiting"] = _waiting(state, host_state, pace, waits, src, now) if state.place == "queued" else None
     out["crawl"] = {"mode": src.mode, "running": src.running, "hosts_waiting": waits}
     verdict, summary = _verdict(out, state, host_state, found)
     out["verdict"], out["summary"] = verdict, summary
@@ -137,17 +139,19 @@ def _frontier(state: UrlState, cfg: Config, now: float) -> dict[str, Any]:
     }
 
 
-def _host(state: HostState | None, cfg: Config, host: str) -> dict[str, Any] | None:
+def _host(state: HostState | None, cfg: Config, host: str, robots_delay: float | None) -> dict[str, Any] | None:
     if state is None:
         return None
     delay = cfg.for_host(host).delay
+    # The store learns a Crawl-delay after the host's first fetch; the kept robots.txt says it sooner.
+    crawl_delay = robots_delay if robots_delay else (state.spacing if state.spacing > delay else None)
     return {
         "host": host,
         "due_at": state.due_at,
         "spacing": state.spacing,
         "delay": delay,
-        # The store's spacing is max(delay, robots Crawl-delay): larger means robots.txt asked for more.
-        "crawl_delay": state.spacing if state.spacing > delay else None,
+        "crawl_delay": crawl_delay,
+        "pace": max(delay, crawl_delay or 0.0, state.spacing),  # seconds between request starts
         "concurrency": state.concurrency,
         "inflight": state.inflight,
         "queued": state.queued,
@@ -187,8 +191,9 @@ def _depth(state: UrlState, latest: RecordRef | None, linked: RecordRef | None) 
     return None
 
 
-async def _robots(inspector: Inspector, url: str, token: str, now: float) -> dict[str, Any] | None:
+async def _robots(inspector: Inspector, url: str, cfg: Config, now: float) -> dict[str, Any]:
     """The kept robots.txt answer for the URL's origin (redirects followed) and what it says about the URL."""
+    token = cfg.crawl.product_token
     robots_url = origin(url) + "/robots.txt"
     kept = await inspector.kept_robots(robots_url)
     hops = 0
@@ -206,7 +211,9 @@ async def _robots(inspector: Inspector, url: str, token: str, now: float) -> dic
     }
     if 200 <= kept.status < 300:
         match = explain_robots(kept.body, url, product_token=token)
+        rules = parse_robots(kept.body, product_token=token, max_crawl_delay=cfg.politeness.max_crawl_delay)
         out.update(
+            crawl_delay=rules.crawl_delay,
             allowed=match.allowed,
             rule=match.rule,
             line=match.line,
@@ -222,44 +229,42 @@ async def _robots(inspector: Inspector, url: str, token: str, now: float) -> dic
 
 
 def _waiting(
-    state: UrlState, host: HostState | None, waits: list[dict[str, Any]], src: Sources, now: float
+    state: UrlState, host: HostState | None, pace: float, waits: list[dict[str, Any]], src: Sources, now: float
 ) -> dict[str, Any]:
     """What a queued URL waits for, each with the time it ends when that is known."""
     behind: list[dict[str, Any]] = []
-    cfg = src.config
     attempts = state.item.attempts if state.item else 0
     if state.not_before > now:
-        behind.append(
-            {
-                "kind": "retry",
-                "until": state.not_before,
-                "detail": f"attempt {attempts + 1} of {cfg.fetch.max_attempts}, after {attempts} failed",
-            }
-        )
+        detail = f"attempt {attempts + 1} of {src.config.fetch.max_attempts}, after {attempts} failed"
+        behind.append({"kind": "retry", "until": state.not_before, "detail": detail})
     for w in waits:
         if w.get("cause") == "robots_txt":
-            detail = f"robots.txt unavailable ({w.get('reason')}), {w.get('tries')} failed tries; its URLs wait"
+            detail = f"robots.txt unavailable ({w.get('reason')}), {_n(w.get('tries'), 'failed try', 'failed tries')}"
             behind.append({"kind": "robots_txt", "until": w.get("until"), "since": w.get("since"), "detail": detail})
         elif w.get("cause") == "circuit_breaker":
-            detail = f"circuit breaker open after {w.get('failures')} consecutive failures"
+            detail = f"circuit breaker open after {_n(w.get('failures'), 'consecutive failure')}"
             behind.append({"kind": "circuit_breaker", "until": w.get("until"), "detail": detail})
     if host is not None:
         if host.inflight >= host.concurrency:
             detail = f"{host.inflight} of {host.concurrency} requests to the host in flight"
             behind.append({"kind": "host_busy", "until": None, "detail": detail})
         elif host.due_at is not None and host.due_at > now:
-            delay = cfg.for_host(host.host).delay
-            why = f"Crawl-delay {host.spacing:g} s" if host.spacing > delay else f"delay {delay:g} s"
-            behind.append({"kind": "host_due", "until": host.due_at, "detail": f"the host is next due ({why})"})
-        if state.ahead:
+            behind.append({"kind": "host_due", "until": host.due_at, "detail": "the host is not due before then"})
+        if state.ahead or host.inflight:
+            # Each URL ahead (and each in flight, which may not have started) takes one pace of the host.
             start = max(now, host.due_at or now, state.not_before)
-            eta = start + state.ahead * host.spacing / max(1, host.concurrency)
-            detail = f"{state.ahead} URLs of the host ahead of it in queue order"
+            eta = start + (state.ahead + host.inflight) * pace / max(1, host.concurrency)
+            detail = f"{_n(state.ahead, 'URL')} ahead of it and {host.inflight} in flight, one every {pace:g} s"
             behind.append({"kind": "queue", "until": eta, "estimate": True, "detail": detail})
     if src.running is False:
-        behind.append({"kind": "crawl_stopped", "until": None, "detail": "no crawl is running on this frontier"})
+        how = "crawler crawl -o OUT resumes it" if src.mode == "embedded" else "no live worker"
+        behind.append({"kind": "crawl_stopped", "until": None, "detail": f"no crawl is running ({how})"})
     untils = [b["until"] for b in behind if isinstance(b.get("until"), int | float)]
     return {"until": max(untils) if untils else None, "behind": behind}
+
+
+def _n(count: Any, one: str, many: str | None = None) -> str:
+    return f"{count} {one if count == 1 else (many or one + 's')}"
 
 
 def _verdict(out: dict[str, Any], state: UrlState, host: HostState | None, found: Found) -> tuple[str, str]:

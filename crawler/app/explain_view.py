@@ -110,7 +110,8 @@ def _frontier(f: dict[str, Any], now: float) -> str:
         parts.append(f"seen {when(f['seen_at'], now)}{expired}")
     place = f["place"]
     if place == "queued":
-        parts.append(f"queued at depth {f['depth']}, {f['attempts']} attempts so far, {f['ahead']} ahead on its host")
+        tried = f"{f['attempts']} attempt{'' if f['attempts'] == 1 else 's'}"
+        parts.append(f"queued at depth {f['depth']} after {tried}, {f['ahead']} ahead on its host")
         if f["not_before"]:
             parts.append(f"not before {when(f['not_before'], now)}")
     elif place == "leased":
@@ -127,7 +128,7 @@ def _frontier(f: dict[str, Any], now: float) -> str:
 
 
 def _host(h: dict[str, Any], now: float) -> str:
-    pace = f"Crawl-delay {h['crawl_delay']:g} s" if h["crawl_delay"] else f"delay {h['delay']:g} s"
+    pace = f"delay {h['delay']:g} s" + (f", robots.txt Crawl-delay {h['crawl_delay']:g} s" if h["crawl_delay"] else "")
     budget = f", budget {h['admitted']}/{h['budget']}" if h["budget"] is not None else ""
     due = f", next due {when(h['due_at'], now)}" if h["due_at"] is not None else ""
     return f"{h['host']}: {pace}, {h['inflight']}/{h['concurrency']} in flight, {h['queued']} queued{due}{budget}"
