@@ -2,9 +2,10 @@
 
 from pathlib import Path
 
+import orjson
 import pytest
 
-from crawler.core.config import DEFAULT_CONFIG, Config, config_from_dict, load_config, read_toml
+from crawler.core.config import DEFAULT_CONFIG, Config, config_data, config_from_dict, load_config, read_toml
 from crawler.core.errors import ConfigError
 
 
@@ -92,3 +93,17 @@ def test_trap_limits_can_be_set_per_domain() -> None:
     )
     assert cfg.for_host("a.wiki.test").max_outlinks == 5 and cfg.for_host("a.wiki.test").max_url_length == 100
     assert cfg.for_host("other.test").max_outlinks == 50 and cfg.for_host("other.test").max_url_length == 2048
+
+
+def test_config_data_round_trips() -> None:
+    """What a crawl stores (`config_data`) loads back into the same configuration (`crawler explain` uses it)."""
+    cfg = load_config(
+        [],
+        {
+            "crawl": {"max_depth": 3, "allow_domains": ["a.test"], "strip_params": ["ref"]},
+            "network": {"resolve": {"*.test": "127.0.0.1"}},
+            "domains": {"b.test": {"delay": 2.0, "allow_ports": [25]}, "c.test": {"render": "never"}},
+        },
+    )
+    assert config_from_dict(orjson.loads(orjson.dumps(config_data(cfg)))) == cfg
+    assert config_from_dict(config_data(load_config())) == load_config()

@@ -393,3 +393,20 @@ async def test_waiting_for_a_free_place_is_bounded_by_until_too() -> None:
     await holder
     async with slots.request(HOST, until=time.time() + 1.0):
         pass
+
+
+async def test_paused_lists_hosts_whose_breaker_is_open_until_it_closes() -> None:
+    """`paused` (what `crawler explain` shows) names each host with an open circuit and when it closes."""
+    vt = VirtualTime()
+    slots = make_slots(vt, politeness=PolitenessSettings(breaker_failures=2, breaker_cooldown=60.0))
+    slots.answered("a.test", 500)
+    slots.answered("b.test", 503)
+    assert slots.paused() == []  # one failure each: still closed
+    slots.answered("a.test", None)
+    assert slots.paused() == [("a.test", 2, T0 + 60.0)]
+    vt.now = T0 + 60.0
+    assert slots.paused() == []  # the cooldown is over
+    slots.answered("a.test", 500)
+    assert slots.paused() == [("a.test", 3, T0 + 60.0 + 120.0)]  # doubled while failures go on
+    slots.answered("a.test", 200)
+    assert slots.paused() == []  # a success closes it
