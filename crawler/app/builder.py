@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +27,7 @@ from crawler.fetch.pages import PageFetcher, gated, robots_fetcher
 from crawler.fetch.robots import RobotsCache, RobotsFetch
 from crawler.ingest.admit import Ingest
 from crawler.ingest.scope import Scope
+from crawler.ingest.scope import make_scope as make_scope  # the commands' scope, built from config
 from crawler.output.sink import RecordLog
 from crawler.worker.analyze import PageAnalyzer
 from crawler.worker.commit import Committer
@@ -38,19 +39,6 @@ from crawler.worker.slot import HostSlots
 #: ~8 KiB per parsed robots.txt: 20k origins bound the cache near 160 MiB; an evicted origin's
 #: robots.txt is simply fetched again (through the host's slot like any request).
 ROBOTS_CACHE_ENTRIES = 20_000
-
-
-def make_scope(cfg: Config, domains: Sequence[str]) -> Scope:
-    """The crawl's scope: configured `allow_domains`, else `domains` (the seeds' hosts); trap limits from config."""
-    c = cfg.crawl
-    return Scope(
-        # Nothing configured or submitted yet: nothing is in scope (an empty Scope would allow everything).
-        list(c.allow_domains) or sorted(domains) or ["invalid."],
-        max_depth=None,  # depth is judged per host by ingest (domain overrides)
-        max_url_length=c.max_url_length,
-        max_repeated_segments=c.max_repeated_segments,
-        max_path_segments=c.max_path_segments,
-    )
 
 
 class Stopper:

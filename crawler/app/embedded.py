@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import fcntl
 import logging
-import os
 import time
 from collections.abc import Iterator
 from contextlib import AsyncExitStack
@@ -17,6 +16,7 @@ from typing import Any
 import orjson
 
 from crawler.app.builder import Stopper, build_worker, make_scope
+from crawler.app.folder import LOCK_FILE
 from crawler.core.config import Config, config_data
 from crawler.core.errors import ConfigError
 from crawler.core.stats import Stats
@@ -55,7 +55,7 @@ def has_state(out: Path) -> bool:
 @contextlib.contextmanager
 def folder_lock(out: Path) -> Iterator[None]:
     """One process per output folder: a second one would corrupt the resume state."""
-    fh = open(out / ".lock", "w")  # noqa: SIM115 - released in finally
+    fh = open(out / LOCK_FILE, "w")  # noqa: SIM115 - released in finally
     try:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -64,26 +64,6 @@ def folder_lock(out: Path) -> Iterator[None]:
         yield
     finally:
         fh.close()
-
-
-def folder_holder(out: Path) -> int | None:
-    """The pid of the process holding `out`'s lock (a crawl running there), from /proc/locks (Linux).
-
-    Only looks: taking the lock, even for a moment, could make a crawl starting then fail. Returns None
-    when nobody holds it, and -1 when that cannot be known (no /proc/locks, or no lock file yet).
-    """
-    try:
-        st = (out / ".lock").stat()
-        table = Path("/proc/locks").read_text()
-    except OSError:
-        return -1
-    device = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
-    for line in table.splitlines():
-        fields = line.split()
-        # "1: FLOCK  ADVISORY  WRITE 5223 fe:00:2179238 0 EOF" (blocked waiters are marked "->")
-        if len(fields) >= 6 and fields[1] == "FLOCK" and fields[5] == device:
-            return int(fields[4])
-    return None
 
 
 def _scope(job: CrawlJob, known_domains: list[str]) -> Scope:

@@ -19,10 +19,10 @@ from typing import Any
 
 import orjson
 
-from crawler.app.embedded import folder_holder
 from crawler.app.exits import EXIT_FAILED, EXIT_OK, EXIT_UNKNOWN, EXIT_USAGE
 from crawler.app.explain_facts import Sources, explain_url
 from crawler.app.explain_view import render
+from crawler.app.folder import folder_holder
 from crawler.core.config import config_from_dict, load_config_data
 from crawler.core.errors import CrawlError
 from frontier.sqlite.inspect import SqliteInspector

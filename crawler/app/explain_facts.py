@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
-from crawler.app.builder import make_scope
 from crawler.app.explain_scope import scope_detail
 from crawler.core.config import Config
 from crawler.core.errors import CrawlError, ErrorType
@@ -24,6 +23,7 @@ from crawler.fetch.robots_explain import explain_robots
 from crawler.fetch.robots_rules import parse_robots
 from crawler.ingest.admit import Ingest
 from crawler.ingest.bloom import SeenBloom
+from crawler.ingest.scope import make_scope
 from crawler.output.lookup import Found, RecordRef, find_url
 from frontier.inspect import HostState, Inspector, UrlState
 
@@ -97,7 +97,8 @@ async def explain_url(raw: str, src: Sources, now: float | None = None) -> dict[
     out["notes"] = list(src.notes)
     if src.mode == "redis" and not src.record_paths:
         out["notes"].append("no record logs searched: pass -o with the workers' output folder")
-    return out
+    first = ("url", "normalized", "verdict", "summary", "known", "duplicate_of", "normalization")
+    return {**{k: out[k] for k in first}, **out}
 
 
 def _changes(raw: str, url: str, strip: ParamStripper) -> list[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from crawler.core.config import Config
 from crawler.core.urlnorm import host_key, normalize, normalize_host
 
 OUT_OF_SCOPE = "out_of_scope"
@@ -151,3 +152,16 @@ def _repeats(segs: list[str], limit: int) -> bool:
 def seed_domains(seed_urls: Iterable[str]) -> list[str]:
     """The domains seeds put in scope: each seed's host, port ignored (its subdomains follow); raises CrawlError."""
     return sorted({_strip_port(host_key(normalize(u))) for u in seed_urls})
+
+
+def make_scope(cfg: Config, domains: Sequence[str]) -> Scope:
+    """The crawl's scope: configured `allow_domains`, else `domains` (the seeds' hosts); trap limits from config."""
+    c = cfg.crawl
+    return Scope(
+        # Nothing configured or submitted yet: nothing is in scope (an empty Scope would allow everything).
+        list(c.allow_domains) or sorted(domains) or ["invalid."],
+        max_depth=None,  # depth is judged per host by ingest (domain overrides)
+        max_url_length=c.max_url_length,
+        max_repeated_segments=c.max_repeated_segments,
+        max_path_segments=c.max_path_segments,
+    )
