@@ -19,6 +19,7 @@ from typing import Any
 
 import orjson
 import pytest
+import redis
 from aiohttp import web
 
 from crawler.app.exits import EXIT_OK, EXIT_UNKNOWN, EXIT_USAGE
@@ -180,12 +181,26 @@ def test_text_output_names_the_rule_and_unknown_urls_exit_3(finished: tuple[Mode
     assert bad.returncode == EXIT_USAGE and "not a URL the crawler could fetch" in bad.stderr
 
 
+def _state(mode: Mode) -> dict[str, bytes]:
+    """Every file of the output folder and (Redis) every key of the job, byte for byte."""
+    files = {p.name: p.read_bytes() for p in mode.out.iterdir()}
+    if mode.redis_url is None:
+        return files
+    client = redis.Redis.from_url(mode.redis_url)
+    try:
+        # Expiring coordination keys (the leader's lease, heartbeats) may lapse meanwhile: not ours to judge.
+        keys = [k for k in client.scan_iter(match=f"crawl:{{{mode.job}}}:*") if not k.endswith((b"leader", b"alive"))]
+        return {**files, **{k.decode(): client.dump(k) or b"" for k in keys}}
+    finally:
+        client.close()
+
+
 def test_explaining_changes_nothing(finished: tuple[Mode, TestWeb]) -> None:
     mode, web_ = finished
-    before = {p.name: p.read_bytes() for p in mode.out.iterdir()}
+    before = _state(mode)
     for path in ("/page", "/private/secret.html", "/broken", "/nowhere"):
         mode.facts(web_.url("a.test", path))
-    assert {p.name: p.read_bytes() for p in mode.out.iterdir()} == before
+    assert _state(mode) == before
 
 
 WAITING_CONFIG = """

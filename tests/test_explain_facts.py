@@ -103,3 +103,22 @@ async def test_refusals_and_failures_come_from_the_record(tmp_path: Path) -> Non
     with pytest.raises(CrawlError):
         await explain_url("javascript:alert(1)", src, T0)
     await src.inspector.close()
+
+
+async def test_waiting_behind_an_open_circuit_breaker(tmp_path: Path) -> None:
+    """The crawl publishes why a host is held back (`hosts_waiting`); a queued URL of it shows that."""
+    async with await SqliteStore.open(tmp_path, host_limits=lambda h: HostLimits(spacing=2.0)) as store:
+        await store.add([UrlItem(HOME, "a.test"), UrlItem("http://a.test/2", "a.test")], T0)
+        [lease] = await store.claim(T0, 10)
+        await store.complete([Outcome(lease, "retry", host_due=T0 + 60, retry_at=T0 + 60)], T0)
+    src = await _sources(tmp_path, [])
+    src.waits = [{"host": "a.test", "cause": "circuit_breaker", "failures": 5, "until": T0 + 60}]
+    src.running = True
+    facts = await explain_url("http://a.test/2", src, T0 + 1)
+    assert facts["verdict"] == "waiting" and facts["waiting"]["until"] >= T0 + 60
+    behind = {b["kind"]: b for b in facts["waiting"]["behind"]}
+    breaker = behind["circuit_breaker"]
+    assert breaker["until"] == T0 + 60 and "5 consecutive failures" in breaker["detail"]
+    assert behind["host_due"]["until"] == T0 + 60
+    assert behind["queue"]["detail"].startswith("1 URL ahead")  # the retry keeps its place in front
+    await src.inspector.close()

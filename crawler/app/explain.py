@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sqlite3
 import sys
 import time
 from contextlib import AsyncExitStack
@@ -68,6 +69,9 @@ def command(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     except _RedisFailure as exc:
         print(f"crawler: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except sqlite3.OperationalError as exc:  # e.g. a crawler of an older version holds the file exclusively
+        print(f"crawler: error: cannot read the frontier: {exc}", file=sys.stderr)
         return EXIT_FAILED
     if args.json:
         sys.stdout.write(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode() + "\n")
