@@ -12,6 +12,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,12 +83,16 @@ class Mode:
         return proc.returncode, orjson.loads(proc.stdout)
 
 
-@pytest.fixture(params=["embedded", "redis"])
-def mode(request: pytest.FixtureRequest, tmp_path: Path) -> Mode:
+def _mode(request: pytest.FixtureRequest, folder: Path) -> Mode:
     if request.param == "redis":
         server = request.getfixturevalue("redis_server")
-        return Mode("redis", tmp_path / "out", server.url, request.getfixturevalue("redis_job"))
-    return Mode("embedded", tmp_path / "out")
+        return Mode("redis", folder / "out", server.url, f"explain-{uuid.uuid4().hex[:8]}")
+    return Mode("embedded", folder / "out")
+
+
+@pytest.fixture(params=["embedded", "redis"])
+def mode(request: pytest.FixtureRequest, tmp_path: Path) -> Mode:
+    return _mode(request, tmp_path)
 
 
 def _config(tmp: Path, text: str) -> Path:
@@ -108,10 +113,14 @@ server_error_interval = 0.05
 """
 
 
-@pytest.fixture
-def finished(mode: Mode, tmp_path: Path) -> Iterator[tuple[Mode, TestWeb]]:
-    """A finished crawl of the one-site test web, in `mode`."""
-    cfg = _config(tmp_path, FINISHED_CONFIG)
+@pytest.fixture(scope="module", params=["embedded", "redis"])
+def finished(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Mode, TestWeb]]:
+    """A finished crawl of the one-site test web, in each mode (the tests only read it)."""
+    folder = tmp_path_factory.mktemp("explain")
+    mode = _mode(request, folder)
+    cfg = _config(folder, FINISHED_CONFIG)
     with TestWeb(_site()) as web_:
         args = ["crawl", web_.url("a.test"), *mode.where(), "-c", str(cfg), "--resolve", "*.test=127.0.0.1"]
         proc = run_crawler(*args, "--no-progress", timeout=120)
