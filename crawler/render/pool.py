@@ -153,7 +153,10 @@ class BrowserPool:
     # -- lifecycle ---------------------------------------------------------------------------------
 
     async def __aenter__(self) -> BrowserPool:
-        await self._start_driver()
+        try:
+            await self._start_driver()
+        except (PlaywrightError, OSError) as exc:
+            raise BrowserUnavailable(f"Playwright's driver did not start: {exc}") from exc
         assert self._pw is not None
         own: str | None = None
         if self.fallbacks:

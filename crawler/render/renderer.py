@@ -58,19 +58,17 @@ class Renderer:
         async with self._lock:
             if self._pool is None and not self._unavailable:
                 f = self.config.fetch
-                # Finding Playwright's own browser waits on its driver: not on the event loop.
-                if await asyncio.to_thread(self._find) is None:
-                    log.warning("rendering disabled: no Chromium found (set fetch.browser_path)")
-                    self._unavailable = True
-                    return None
+                # The pool's own driver finds the browser (Playwright's, the configured path, the system's):
+                # asking a separate driver first would start a second Node process on a busy crawl.
                 pool = BrowserPool(
                     size=f.browser_pool_size or None,
                     user_agent=self.config.crawl.user_agent,
-                    executable_path=self.path,
+                    executable_path=self.path or f.browser_path or None,
                     render_timeout=f.render_timeout,
                 )
                 try:
                     self._pool = await self.stack.enter_async_context(pool)
+                    self.path = pool.executable_path
                 except BrowserUnavailable as exc:
                     log.warning("rendering disabled: %s", exc)
                     self._unavailable = True
