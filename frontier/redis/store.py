@@ -52,9 +52,11 @@ __all__ = ["SCRIPTS", "RedisStore", "url_hash"]
 
 _LUA = Path(__file__).resolve().parent / "lua"
 #: The scripts, one per atomic step; each is `common.lua` followed by `<name>.lua`.
-SCRIPTS = ("add", "claim", "complete", "release", "reclaim", "next_due", "set_limits", "requeue_dead")
+SCRIPTS = ("add", "claim", "complete", "release", "reclaim", "next_due", "set_limits", "requeue_dead", "top_hosts")
 _KIND = {"done": "d", "retry": "r", "dead": "x"}
 _COUNTERS = ("queued", "leased", "done", "dead", "hosts")
+#: Hosts one `top_hosts` script call reads (bounds how long it holds Redis).
+TOP_HOSTS_SLICE = 2000
 # Seen entries outlive seen_ttl a little in Redis: the stored `now` decides, the TTL only cleans up.
 _SEEN_GRACE_MS = 1000
 
@@ -271,6 +273,28 @@ class RedisStore:
         queued, leased, done, dead, hosts = (int(v or 0) for v in values)
         return Counts(queued=queued, leased=leased, done=done, dead=dead, hosts=hosts)
 
+    async def top_hosts(self, limit: int) -> list[tuple[str, int]]:
+        """The `limit` hosts with the most URLs queued (retries included), most first, ties by name.
+
+        Reads every active host, TOP_HOSTS_SLICE per script call so Redis is never held for long (~3 µs a
+        host: ~7 ms a call, ~0.33 s of Redis time for 100,000 hosts): for monitoring, not per page. Not
+        a snapshot: a host whose queue changes meanwhile may be counted before or after the change.
+        Unfenced: it changes nothing, so a standby frontier may call it too.
+        """
+        if limit <= 0:
+            return []
+        found: dict[str, int] = {}
+        start = 0
+        while True:
+            more, *flat = await self._eval("top_hosts", [int(limit), start, TOP_HOSTS_SLICE], fenced=False)
+            found.update((flat[i].decode(), int(flat[i + 1])) for i in range(0, len(flat), 2))
+            if not int(more):
+                break
+            start += TOP_HOSTS_SLICE
+        _, *flat = await self._eval("top_hosts", [int(limit), 0, 0], fenced=False)  # hosts at their limit
+        found.update((flat[i].decode(), int(flat[i + 1])) for i in range(0, len(flat), 2))
+        return sorted(found.items(), key=lambda kv: (-kv[1], kv[0]))[:limit]
+
     async def dead_letters(self, limit: int = 1000, error_type: str | None = None) -> list[DeadLetter]:
         """Dead-lettered URLs (only `error_type` when given, filtered before the limit), oldest first."""
         if limit <= 0:
@@ -339,12 +363,12 @@ class RedisStore:
                 if host not in limits:
                     limits[host] = self._host_limits(host)
 
-    async def _eval(self, name: str, args: list[Any]) -> Any:
-        """One EVALSHA of script `name` with the job prefix in front of `args`."""
+    async def _eval(self, name: str, args: list[Any], *, fenced: bool = True) -> Any:
+        """One EVALSHA of script `name` with the job prefix in front of `args` (fenced if `fence` was set)."""
         if self._closed:
             raise RuntimeError("frontier store is closed")
         self.round_trips += 1
-        fence = self._fence
+        fence = self._fence if fenced else None
         head: tuple[Any, ...] = (0,) if fence is None else (1, fence[0])
         tail: tuple[Any, ...] = () if fence is None else (fence[1],)
         try:
