@@ -38,13 +38,14 @@ from types import TracebackType
 from typing import Any
 
 import orjson
-from redis.asyncio import ConnectionPool, Redis
+from redis.asyncio import ConnectionPool
 from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError, ResponseError
 from redis.retry import Retry
 from xxhash import xxh3_64_hexdigest
 
 from crawler.core.urlitem import UrlItem
+from frontier.redis.client import CountingRedis, RedisTraffic
 from frontier.redis.keys import StoreKeys, is_store_key
 from frontier.store import AddResult, Counts, DeadLetter, Fenced, HostLimits, HostLimitsFn, Lease, Outcome
 
@@ -87,7 +88,7 @@ class RedisStore:
 
     def __init__(
         self,
-        client: Redis,
+        client: CountingRedis,
         pool: ConnectionPool,
         keys: StoreKeys,
         host_limits: HostLimitsFn,
@@ -105,8 +106,6 @@ class RedisStore:
         self._sources = {name: _source(name) for name in SCRIPTS}
         self._shas: dict[str, str] = {}
         self._closed = False
-        #: Requests sent to Redis by this store (one per call, plus one per NOSCRIPT reload or host discovery).
-        self.round_trips = 0
         self._fence: tuple[str, str] | None = None
 
     # ---------------------------------------------------------------- lifecycle
@@ -135,7 +134,7 @@ class RedisStore:
             health_check_interval=10,
             retry=Retry(NoBackoff(), 0),
         )
-        client = Redis(connection_pool=pool)
+        client = CountingRedis(connection_pool=pool)
         store = cls(client, pool, keys, host_limits, seen_ttl, lease_ttl)
         try:
             if fresh:
@@ -165,6 +164,16 @@ class RedisStore:
         await self._r.aclose()
         await self._pool.disconnect()
 
+    @property
+    def traffic(self) -> RedisTraffic:
+        """What this store sent to Redis (every command, script call and pipeline of its own client)."""
+        return self._r.traffic
+
+    @property
+    def round_trips(self) -> int:
+        """Requests sent to Redis by this store (one per call, plus one per NOSCRIPT reload or host discovery)."""
+        return self._r.traffic.round_trips
+
     def fence(self, key: str, holder: str) -> None:
         """From now on every script runs only while `key` holds `holder` (the frontier leader's key and id);
         otherwise it changes nothing and raises `Fenced`."""
@@ -172,12 +181,10 @@ class RedisStore:
 
     async def ping(self) -> None:
         """Check that Redis answers; raises `redis.exceptions.ConnectionError` if not."""
-        self.round_trips += 1
         await self._r.ping()
 
     async def info(self) -> dict[str, int]:
         """Sizes for monitoring: queued, leased, done, dead, hosts, and seen (entries written, expiry ignored)."""
-        self.round_trips += 1
         fields = (*_COUNTERS, "seen")
         values = await self._r.hmget(self.keys.counters, fields)
         return {name: int(v or 0) for name, v in zip(fields, values, strict=True)}
@@ -226,7 +233,6 @@ class RedisStore:
         seen = [u for o in outcomes for u in o.seen]
         if seen:
             # Fetched already (redirect targets): seen like an added URL (same key and expiry), not queued.
-            self.round_trips += 1
             async with self._r.pipeline(transaction=False) as pipe:
                 for url in seen:
                     pipe.set(self.keys.seen(url_hash(url)), repr(now), px=self._seen_px)
@@ -245,7 +251,6 @@ class RedisStore:
 
     async def lease_tokens(self) -> list[int]:
         """Tokens of every lease out now (for a new leader's reconciliation; small: leases in flight)."""
-        self.round_trips += 1
         return [int(t) for t in await self._r.hkeys(self.keys.lease)]
 
     async def reclaim_expired(self, now: float) -> int:
@@ -268,7 +273,6 @@ class RedisStore:
 
     async def counts(self) -> Counts:
         """Current queue sizes."""
-        self.round_trips += 1
         values = await self._r.hmget(self.keys.counters, _COUNTERS)
         queued, leased, done, dead, hosts = (int(v or 0) for v in values)
         return Counts(queued=queued, leased=leased, done=done, dead=dead, hosts=hosts)
@@ -305,7 +309,6 @@ class RedisStore:
         page = limit if error_type is None else max(limit, 1000)
         start = 0
         while len(out) < limit:
-            self.round_trips += 1
             raws = await self._r.lrange(self.keys.dead, start, start + page - 1)
             for raw in raws:
                 url, host, depth, attempts, error, died_at, _ = orjson.loads(raw)
@@ -326,13 +329,11 @@ class RedisStore:
 
     async def get_meta(self, key: str) -> str | None:
         """Read a small value kept with the frontier (e.g. the output log's committed offset)."""
-        self.round_trips += 1
         value = await self._r.hget(self.keys.meta, key)
         return None if value is None else value.decode()
 
     async def set_meta(self, key: str, value: str) -> None:
         """Write a small value; Redis has it once this returns (`flush` is not needed)."""
-        self.round_trips += 1
         await self._r.hset(self.keys.meta, key, value)
 
     # ---------------------------------------------------------------- internals
@@ -367,7 +368,6 @@ class RedisStore:
         """One EVALSHA of script `name` with the job prefix in front of `args` (fenced if `fence` was set)."""
         if self._closed:
             raise RuntimeError("frontier store is closed")
-        self.round_trips += 1
         fence = self._fence if fenced else None
         head: tuple[Any, ...] = (0,) if fence is None else (1, fence[0])
         tail: tuple[Any, ...] = () if fence is None else (fence[1],)
@@ -376,7 +376,6 @@ class RedisStore:
                 return await self._r.evalsha(self._shas[name], *head, self.keys.prefix, *args, *tail)
             except NoScriptError:
                 # Redis lost its script cache (restart, SCRIPT FLUSH); the script did not run.
-                self.round_trips += 2
                 self._shas[name] = await self._r.script_load(self._sources[name])
                 return await self._r.evalsha(self._shas[name], *head, self.keys.prefix, *args, *tail)
         except ResponseError as exc:
@@ -385,7 +384,6 @@ class RedisStore:
             raise
 
     async def _load_scripts(self) -> None:
-        self.round_trips += 1
         async with self._r.pipeline(transaction=False) as pipe:
             for name in SCRIPTS:
                 pipe.script_load(self._sources[name])
