@@ -183,7 +183,9 @@ class _Collector(Collector):
         self.m.refresh()
         yield from self._stats()
         yield _histogram(
-            "crawler_fetch_duration_seconds", "HTTP requests, connect to last body byte", self.m.fetch_seconds
+            "crawler_fetch_duration_seconds",
+            "HTTP responses received, request start to last body byte",
+            self.m.fetch_seconds,
         )
         yield _histogram(
             "crawler_politeness_wait_seconds",
