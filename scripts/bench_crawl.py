@@ -5,7 +5,10 @@ and across hosts. The baseline is the least a crawler can do (fetch, parse links
 the crawler runs its whole pipeline (robots, politeness bookkeeping, normalization, scope, Bloom +
 seen-set, extraction, SimHash, JSONL, SQLite commits). Prints pages/s for both and the ratio.
 
-    python scripts/bench_crawl.py [--hosts 200] [--pages 25] [--concurrency 64]
+    python scripts/bench_crawl.py [--hosts 200] [--pages 25] [--concurrency 64] [--metrics]
+
+With `--metrics` the crawler also runs with its Prometheus endpoint on (`--metrics-port`), scraped every
+second as Prometheus would, alternating with runs without it, and the best run of each is printed.
 """
 
 from __future__ import annotations
@@ -19,7 +22,9 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import urllib.request
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
@@ -159,8 +164,17 @@ async def baseline(seeds: list[str], port: int, concurrency: int) -> tuple[int, 
     return done, time.perf_counter() - started
 
 
-def run_crawler(seeds: list[str], concurrency: int) -> tuple[int, float]:
-    """The real `crawler crawl` in a subprocess; returns (pages recorded, seconds)."""
+def _scrape_every_second(port: int, stop: threading.Event) -> None:
+    while not stop.wait(1.0):
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+                resp.read()
+        except OSError:
+            pass  # not up yet, or already gone
+
+
+def run_crawler(seeds: list[str], concurrency: int, metrics: bool = False) -> tuple[int, float]:
+    """The real `crawler crawl` in a subprocess (with metrics on and scraped, if asked); returns (pages, seconds)."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "out"
         seed_file = Path(tmp) / "seeds.txt"
@@ -184,10 +198,20 @@ def run_crawler(seeds: list[str], concurrency: int) -> tuple[int, float]:
             "*.bench=127.0.0.1",
             "--no-progress",
         ]
+        stop = threading.Event()
+        if metrics:
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                port = s.getsockname()[1]
+            cmd += ["--metrics-port", str(port)]
+            threading.Thread(target=_scrape_every_second, args=(port, stop), daemon=True).start()
         started = time.perf_counter()
-        proc = subprocess.run(
-            cmd, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, check=False
-        )
+        try:
+            proc = subprocess.run(
+                cmd, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, check=False
+            )
+        finally:
+            stop.set()
         elapsed = time.perf_counter() - started
         if proc.returncode != 0:
             raise SystemExit(f"crawler failed:\n{proc.stderr[-3000:]}")
@@ -201,6 +225,7 @@ def main() -> None:
     ap.add_argument("--hosts", type=int, default=200)
     ap.add_argument("--pages", type=int, default=25, help="pages per host")
     ap.add_argument("--concurrency", type=int, default=64)
+    ap.add_argument("--metrics", action="store_true", help="also run with the metrics endpoint on, and compare")
     args = ap.parse_args()
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -222,6 +247,17 @@ def main() -> None:
             f"= {c_rate:.0f} pages/s"
         )
         print(f"ratio crawler/baseline: {c_rate / b_rate:.2f}  (reachable pages: about {total})")
+        if args.metrics:
+            rates: dict[bool, list[float]] = {False: [c_rate], True: []}
+            for on in (True, False, True, False, True):  # alternated: this machine's load drifts
+                pages, secs = run_crawler(seeds, args.concurrency, metrics=on)
+                rates[on].append(pages / secs)
+            off, on = max(rates[False]), max(rates[True])
+            print("runs (pages/s): off", [round(r) for r in rates[False]], "on", [round(r) for r in rates[True]])
+            print(
+                f"metrics off: best {off:.0f} pages/s; on (scraped every 1 s): best {on:.0f} pages/s; "
+                f"ratio {on / off:.3f}"
+            )
     finally:
         server.terminate()
         server.join()

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from crawler.core.config import Config, HostSettings
 from crawler.core.stats import Stats
@@ -33,6 +33,10 @@ from crawler.worker.frontier import WorkerFrontier
 from crawler.worker.lease import LeaseRunner
 from crawler.worker.loop import Worker
 from crawler.worker.slot import HostSlots
+
+if TYPE_CHECKING:  # prometheus_client and Playwright load only when a crawl uses them
+    from crawler.app.metrics import Metrics
+    from crawler.render.renderer import Renderer
 
 #: ~8 KiB per parsed robots.txt: 20k origins bound the cache near 160 MiB; an evicted origin's
 #: robots.txt is simply fetched again (through the host's slot like any request).
@@ -93,6 +97,7 @@ class Crawling:
     slots: HostSlots
     robots: RobotsCache
     http: HttpFetcher
+    renderer: Renderer | None = None
 
 
 async def build_worker(
@@ -110,12 +115,14 @@ async def build_worker(
     replay: dict[str, dict[str, Any]] | None = None,
     defer_scope: bool = False,
     clock: Callable[[], float] = time.time,
+    metrics: Metrics | None = None,
 ) -> Crawling:
     """Open the HTTP session and the record log on `stack` and wire a `Worker` around `frontier`.
 
     `share_robots` wraps the robots.txt fetch (the cluster shares robots.txt bodies in Redis); it sits
     outside the host's gate, so an answer found in the shared cache costs the host no request.
     `defer_scope`: links outside this process's copy of the scope go on to the frontier, which judges.
+    `metrics`: the process's endpoint, if it has one; it then shows this worker's counters and timings.
     """
     settings = host_settings or cfg.for_host
     policy = AddressPolicy(
@@ -133,9 +140,16 @@ async def build_worker(
             total_timeout=f.total_timeout,
             max_body_bytes=f.max_body_bytes,
             max_connections=max(cfg.crawl.concurrency, 8),
+            latency=metrics.fetch_seconds if metrics is not None else None,
         )
     )
-    slots = HostSlots(settings, cfg.politeness, clock=clock, guard=frontier.valid)
+    slots = HostSlots(
+        settings,
+        cfg.politeness,
+        clock=clock,
+        guard=frontier.valid,
+        waits=metrics.politeness_wait if metrics is not None else None,
+    )
     fetch_robots = gated(robots_fetcher(http), slots)
     if share_robots is not None:
         fetch_robots = share_robots(fetch_robots)
@@ -190,4 +204,7 @@ async def build_worker(
         replay=replay,
         clock=clock,
     )
-    return Crawling(worker, ingest, slots, robots, http)
+    if metrics is not None:
+        metrics.watch_stats(stats)
+        metrics.watch_worker(robots, renderer, lambda: len(worker.tasks))
+    return Crawling(worker, ingest, slots, robots, http, renderer)

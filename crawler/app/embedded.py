@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 
 from crawler.app.builder import Stopper, build_worker, make_scope
+from crawler.app.metrics_http import open_metrics
 from crawler.core.config import Config
 from crawler.core.errors import ConfigError
 from crawler.core.stats import Stats
@@ -114,8 +115,11 @@ async def _run(job: CrawlJob) -> dict[str, Any]:
     stats = Stats()
 
     async with AsyncExitStack() as stack:
+        metrics = await open_metrics(stack, cfg.metrics)  # first: a port in use stops us before any work
         store = await SqliteStore.open(job.out, host_limits=cfg.host_limits, seen_ttl=cfg.crawl.seen_ttl)
         stack.push_async_callback(store.close)
+        if metrics is not None:
+            metrics.watch_store(stack, store)
         scope = _scope(job, orjson.loads(await store.get_meta("allow_domains") or "[]"))
         await store.set_meta("allow_domains", orjson.dumps(sorted(scope.allow_domains)).decode())
         saved = await store.get_meta("stats")
@@ -138,6 +142,7 @@ async def _run(job: CrawlJob) -> dict[str, Any]:
             sink_path=job.out / PAGES,
             stats_path=job.out / STATS,
             replay=replay,
+            metrics=metrics,
         )
         worker = built.worker
         added = await store.add(built.ingest.admit_seeds(job.seeds), time.time())

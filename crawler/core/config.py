@@ -110,6 +110,15 @@ class NetworkSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class MetricsSettings:
+    """The `[metrics]` section: this process's Prometheus endpoint (never stored with a Redis job)."""
+
+    port: int = field(default=0, metadata=_range(0, 65535))  # 0: no endpoint
+    host: str = "127.0.0.1"
+    top_hosts: int = field(default=10, metadata=_range(0, 1000))
+
+
+@dataclass(frozen=True, slots=True)
 class DomainSettings:
     """One `[domains."…"]` entry; None means "inherit the default"."""
 
@@ -160,6 +169,7 @@ class Config:
     politeness: PolitenessSettings = PolitenessSettings()
     fetch: FetchSettings = FetchSettings()
     network: NetworkSettings = NetworkSettings()
+    metrics: MetricsSettings = MetricsSettings()
     domains: dict[str, DomainSettings] = field(default_factory=dict)
 
     def for_host(self, host: str) -> HostSettings:
@@ -204,6 +214,7 @@ _SECTIONS: dict[str, type] = {
     "politeness": PolitenessSettings,
     "fetch": FetchSettings,
     "network": NetworkSettings,
+    "metrics": MetricsSettings,
 }
 
 

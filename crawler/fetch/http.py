@@ -14,6 +14,7 @@ import aiohttp
 from yarl import URL
 
 from crawler.core.errors import CrawlError, ErrorType
+from crawler.core.histogram import Histogram
 from crawler.fetch.codecs import ACCEPT_ENCODING, DECODE_ERRORS, Decoder, make_decoder
 from crawler.fetch.http_errors import map_error
 from crawler.fetch.net import AddressPolicy, GuardedResolver
@@ -89,8 +90,10 @@ class HttpFetcher:
         max_connections: int = 256,
         max_per_host: int = 8,
         verify_tls: bool = True,
+        latency: Histogram | None = None,
     ) -> None:
         self.policy = policy
+        self.latency = latency  # every response's seconds, when metrics are on
         self.user_agent = user_agent
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
@@ -209,11 +212,14 @@ class HttpFetcher:
             async with deadline, session.get(u, headers=req_headers, allow_redirects=False) as resp:
                 phase = "body"
                 try:
-                    return await self._read(resp, url, cap, started, truncate)
+                    response = await self._read(resp, url, cap, started, truncate)
                 except BaseException:
                     # Drop the half-read connection rather than returning it to the pool.
                     resp.close()
                     raise
+            if self.latency is not None:
+                self.latency.observe(response.elapsed_ms / 1000.0)
+            return response
         except CrawlError as exc:
             # A traceback pins the frames it passed through, and `_read`'s holds up to a cap's worth of
             # decoded body plus the decoder's window; callers keep the error (in a reference cycle with

@@ -51,6 +51,11 @@ class Renderer:
                 "chromium`, or set fetch.browser_path)"
             )
 
+    @property
+    def pool(self) -> BrowserPool | None:
+        """The browser pool once a first render started it, else None."""
+        return self._pool
+
     def _find(self) -> str | None:
         if self.path is None:
             self.path = find_browser(self.config.fetch.browser_path or None)

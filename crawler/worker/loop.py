@@ -171,11 +171,12 @@ class Worker:
         rec = finished.record
         if rec is not None:
             self.sink.write(rec)
-            self._count(rec.error is not None, bool(rec.near_duplicate_of))
+            self._count(rec.error is not None, bool(rec.near_duplicate_of), rec.status, rec.bytes)
         self.committer.add(finished.outcome)
 
-    def _count(self, failed: bool, near_duplicate: bool) -> None:
+    def _count(self, failed: bool, near_duplicate: bool, status: int | None, nbytes: int) -> None:
         self.stats.incr(Counter.PAGES)
+        self.stats.page(status, nbytes)
         if failed:
             self.stats.incr(Counter.FAILED)
         if near_duplicate:
@@ -183,7 +184,9 @@ class Worker:
 
     def _finish_replayed(self, lease: Lease, rec: dict[str, Any]) -> None:
         """A record written before a crash whose outcome was lost: finish it without refetching."""
-        self._count(rec.get("error") is not None, bool(rec.get("near_duplicate_of")))
+        self._count(
+            rec.get("error") is not None, bool(rec.get("near_duplicate_of")), rec.get("status"), rec.get("bytes") or 0
+        )
         follow = (rec.get("links") or []) if rec.get("links_followed") else []
         links = self.ingest.admit(follow, lease.item.depth + 1) if follow else []
         kind = "dead" if rec.get("dead_letter") else "done"
