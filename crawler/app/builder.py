@@ -9,7 +9,9 @@ settings (live overrides in a cluster).
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
+import socket
 import time
 from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
@@ -27,6 +29,7 @@ from crawler.fetch.robots import RobotsCache, RobotsFetch
 from crawler.ingest.admit import Ingest
 from crawler.ingest.scope import Scope
 from crawler.output.sink import RecordLog
+from crawler.output.warc import WarcArchive
 from crawler.worker.analyze import PageAnalyzer
 from crawler.worker.commit import Committer
 from crawler.worker.frontier import WorkerFrontier
@@ -109,13 +112,15 @@ async def build_worker(
     share_robots: Callable[[RobotsFetch], RobotsFetch] | None = None,
     replay: dict[str, dict[str, Any]] | None = None,
     defer_scope: bool = False,
+    worker_id: str | None = None,
     clock: Callable[[], float] = time.time,
 ) -> Crawling:
-    """Open the HTTP session and the record log on `stack` and wire a `Worker` around `frontier`.
+    """Open the HTTP session, the record log (and WARC archive) on `stack`; wire a `Worker` around `frontier`.
 
     `share_robots` wraps the robots.txt fetch (the cluster shares robots.txt bodies in Redis); it sits
     outside the host's gate, so an answer found in the shared cache costs the host no request.
     `defer_scope`: links outside this process's copy of the scope go on to the frontier, which judges.
+    `worker_id` names this process's WARC files (default: hostname-pid).
     """
     settings = host_settings or cfg.for_host
     policy = AddressPolicy(
@@ -123,6 +128,17 @@ async def build_worker(
         allow_private=cfg.network.allow_private,
         allowed_ports=lambda host: settings(host).allow_ports,
     )
+    o = cfg.output
+    archive = None
+    if o.warc:
+        archive = WarcArchive(
+            sink_path.parent,
+            writer=worker_id or f"{socket.gethostname()}-{os.getpid()}",
+            user_agent=cfg.crawl.user_agent,
+            prefix=o.warc_prefix,
+            max_bytes=o.warc_max_bytes,
+            gzip_level=o.warc_gzip_level,
+        )
     f = cfg.fetch
     http = await stack.enter_async_context(
         HttpFetcher(
@@ -133,6 +149,7 @@ async def build_worker(
             total_timeout=f.total_timeout,
             max_body_bytes=f.max_body_bytes,
             max_connections=max(cfg.crawl.concurrency, 8),
+            on_exchange=archive.add_exchange if archive is not None else None,
         )
     )
     slots = HostSlots(settings, cfg.politeness, clock=clock, guard=frontier.valid)
@@ -167,6 +184,9 @@ async def build_worker(
     )
     sink = RecordLog(sink_path)
     stack.callback(sink.close)
+    if archive is not None:
+        # Entered after the log: it closes first, so records still queued get their pointers.
+        await stack.enter_async_context(archive)
     runner = LeaseRunner(
         config=cfg,
         fetcher=fetcher,
@@ -178,7 +198,7 @@ async def build_worker(
         host_settings=settings,
         clock=clock,
     )
-    committer = Committer(frontier, sink, stats, stats_path=stats_path, clock=clock)
+    committer = Committer(frontier, sink, stats, stats_path=stats_path, archive=archive, clock=clock)
     worker = Worker(
         config=cfg,
         frontier=frontier,
@@ -188,6 +208,7 @@ async def build_worker(
         ingest=ingest,
         stats=stats,
         replay=replay,
+        archive=archive,
         clock=clock,
     )
     return Crawling(worker, ingest, slots, robots, http)

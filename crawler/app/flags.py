@@ -61,6 +61,7 @@ def config_flags(p: argparse.ArgumentParser) -> None:
         help="map a host or wildcard (*.test) to an address, like curl --resolve; repeatable",
     )
     p.add_argument("--allow-private", action="store_true", help="allow hosts on private/loopback addresses")
+    p.add_argument("--warc", action="store_true", help="also write WARC files to OUT/warc (output.warc = true)")
 
 
 def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
@@ -83,4 +84,6 @@ def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
         network["allow_private"] = True
     if network:
         out["network"] = network
+    if getattr(args, "warc", False):
+        out["output"] = {"warc": True}
     return out
