@@ -18,7 +18,6 @@ import zlib
 from pathlib import Path
 
 from aiohttp import web
-from warcio.archiveiterator import ArchiveIterator
 
 from crawler.core.exchange import Exchange
 from crawler.core.record import Record
@@ -28,33 +27,9 @@ from crawler.output.warc import WarcArchive, repair_orphans
 from crawler.output.warc.files import complete_end, marker_path
 from tests.conftest import ROOT
 from tests.testweb import Page, Site, TestWeb
+from tests.warc_files import read_warc, warcio_check
 
 NAME = re.compile(r"^crawl-\d{17}-(\d{5})-(.+)\.warc\.gz$")
-
-
-def warcio_check(paths: list[Path]) -> subprocess.CompletedProcess[str]:
-    """`warcio check -v` (the installed package's CLI) on `paths`."""
-    cli = Path(sys.executable).with_name("warcio")
-    assert cli.exists(), f"warcio CLI not found beside {sys.executable}"
-    return subprocess.run([str(cli), "check", "-v", *map(str, paths)], capture_output=True, text=True, check=False)
-
-
-def read_warc(path: Path) -> list[dict]:
-    """Every record of one file: type, headers, HTTP head and raw payload (content coding kept)."""
-    out = []
-    with open(path, "rb") as fh:
-        it = ArchiveIterator(fh)
-        for rec in it:
-            out.append(
-                {
-                    "type": rec.rec_type,
-                    "warc": dict(rec.rec_headers.headers),
-                    "http": rec.http_headers,
-                    "payload": rec.raw_stream.read(),
-                    "offset": it.get_record_offset(),
-                }
-            )
-    return out
 
 
 def exchange(url: str, payload: bytes, *, status: int = 200, headers: tuple = ()) -> Exchange:
