@@ -3,9 +3,10 @@
 A separate server process serves many virtual hosts (`h{i}.bench`) of ~23 KB HTML pages that link within
 and across hosts. The baseline is the least a crawler can do (fetch, parse links, a set for dedup);
 the crawler runs its whole pipeline (robots, politeness bookkeeping, normalization, scope, Bloom +
-seen-set, extraction, SimHash, JSONL, SQLite commits). Prints pages/s for both and the ratio.
+seen-set, extraction, SimHash, JSONL, SQLite commits). Prints pages/s for both and the ratio; with
+`--warc`, the crawler runs once more with WARC output on, and the cost per page of the archive is printed.
 
-    python scripts/bench_crawl.py [--hosts 200] [--pages 25] [--concurrency 64]
+    python scripts/bench_crawl.py [--hosts 200] [--pages 25] [--concurrency 64] [--warc]
 """
 
 from __future__ import annotations
@@ -159,8 +160,8 @@ async def baseline(seeds: list[str], port: int, concurrency: int) -> tuple[int, 
     return done, time.perf_counter() - started
 
 
-def run_crawler(seeds: list[str], concurrency: int) -> tuple[int, float]:
-    """The real `crawler crawl` in a subprocess; returns (pages recorded, seconds)."""
+def run_crawler(seeds: list[str], concurrency: int, *extra: str) -> tuple[int, float]:
+    """The real `crawler crawl` in a subprocess (`extra` flags added); returns (pages recorded, seconds)."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "out"
         seed_file = Path(tmp) / "seeds.txt"
@@ -183,6 +184,7 @@ def run_crawler(seeds: list[str], concurrency: int) -> tuple[int, float]:
             "--resolve",
             "*.bench=127.0.0.1",
             "--no-progress",
+            *extra,
         ]
         started = time.perf_counter()
         proc = subprocess.run(
@@ -201,6 +203,7 @@ def main() -> None:
     ap.add_argument("--hosts", type=int, default=200)
     ap.add_argument("--pages", type=int, default=25, help="pages per host")
     ap.add_argument("--concurrency", type=int, default=64)
+    ap.add_argument("--warc", action="store_true", help="also run the crawler with --warc and compare")
     args = ap.parse_args()
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -222,6 +225,14 @@ def main() -> None:
             f"= {c_rate:.0f} pages/s"
         )
         print(f"ratio crawler/baseline: {c_rate / b_rate:.2f}  (reachable pages: about {total})")
+        if args.warc:
+            w_pages, w_secs = run_crawler(seeds, args.concurrency, "--warc")
+            w_rate = w_pages / w_secs
+            extra_ms = (w_secs / w_pages - c_secs / c_pages) * 1000
+            print(
+                f"crawler crawl --warc: {w_pages} pages in {w_secs:.2f}s = {w_rate:.0f} pages/s "
+                f"({w_rate / c_rate:.2f} of the run without WARC, {extra_ms:+.2f} ms of wall time per page)"
+            )
     finally:
         server.terminate()
         server.join()

@@ -48,7 +48,21 @@ def new_id() -> str:
 
 def payload_digest(payload: bytes) -> str:
     """`sha1:BASE32`, the form WARC-Payload-Digest and the revisit map use."""
-    return "sha1:" + base64.b32encode(hashlib.sha1(payload).digest()).decode("ascii")
+    return _digest(hashlib.sha1(payload))
+
+
+def _digest(h: hashlib._Hash) -> str:
+    return "sha1:" + base64.b32encode(h.digest()).decode("ascii")
+
+
+def _block_digest(head: bytes, payload: bytes = b"") -> str:
+    # Given to warcio with the payload digest, so it does not read the payload twice more to compute them.
+    h = hashlib.sha1(head)
+    h.update(payload)
+    return _digest(h)
+
+
+_EMPTY_DIGEST = payload_digest(b"")
 
 
 def response_head(ex: Exchange) -> bytes:
@@ -89,8 +103,10 @@ class RecordMaker:
 
     def response(self, ex: Exchange, rec_id: str, digest: str) -> bytes:
         """A `response` record: the HTTP head and the payload as received."""
+        head = response_head(ex)
         fields = self._fields("response", ex, rec_id)
         fields["WARC-Payload-Digest"] = digest
+        fields["WARC-Block-Digest"] = _block_digest(head, ex.payload)
         if ex.cut:
             fields["WARC-Truncated"] = "length"
         record = self._writer.create_warc_record(
@@ -99,31 +115,36 @@ class RecordMaker:
             payload=BytesIO(ex.payload),
             length=len(ex.payload),
             warc_headers_dict=fields,
-            http_headers=_WireHead(response_head(ex)),
+            http_headers=_WireHead(head),
         )
         return self._member(record)
 
     def revisit(self, ex: Exchange, rec_id: str, digest: str, original: tuple[str, str, str]) -> bytes:
         """A `revisit` (identical-payload-digest): the HTTP head only, pointing at the record holding the payload."""
         ref_id, ref_uri, ref_date = original
+        head = response_head(ex)
         fields = self._fields("revisit", ex, rec_id)
         fields["WARC-Refers-To"] = ref_id
+        fields["WARC-Block-Digest"] = _block_digest(head)
         record = self._writer.create_revisit_record(
-            ex.url, digest, ref_uri, ref_date, http_headers=_WireHead(response_head(ex)), warc_headers_dict=fields
+            ex.url, digest, ref_uri, ref_date, http_headers=_WireHead(head), warc_headers_dict=fields
         )
         return self._member(record)
 
     def request(self, ex: Exchange, rec_id: str, concurrent_to: str) -> bytes:
         """A `request` record, linked to its response (or revisit) by WARC-Concurrent-To."""
+        head = request_head(ex)
         fields = self._fields("request", ex, rec_id)
         fields["WARC-Concurrent-To"] = concurrent_to
+        fields["WARC-Payload-Digest"] = _EMPTY_DIGEST
+        fields["WARC-Block-Digest"] = _block_digest(head)
         record = self._writer.create_warc_record(
             ex.url,
             "request",
             payload=BytesIO(b""),
             length=0,
             warc_headers_dict=fields,
-            http_headers=_WireHead(request_head(ex)),
+            http_headers=_WireHead(head),
         )
         return self._member(record)
 
