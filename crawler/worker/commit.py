@@ -53,6 +53,7 @@ class Committer:
         self.stats_path = stats_path
         self.clock = clock
         self._pending: list[Outcome] = []
+        self._archiving: list[Outcome] = []  # taken by an apply that waits for the archive: still held
         self._applied_offset = sink.offset  # the log up to here has every outcome applied
         self.on_applied: Callable[[], None] | None = None  # called after each batch handed on
         self._applying = asyncio.Lock()  # batches go out one at a time, so offsets advance in order
@@ -65,11 +66,11 @@ class Committer:
     @property
     def pending(self) -> int:
         """Outcomes not yet handed to the frontier."""
-        return len(self._pending)
+        return len(self._pending) + len(self._archiving)
 
     def held_tokens(self) -> list[int]:
         """Tokens of leases finished here but not yet handed to the frontier."""
-        return [o.lease.token for o in self._pending]
+        return [o.lease.token for o in (*self._pending, *self._archiving)]
 
     async def apply(self) -> None:
         """Flush the log, then hand every pending outcome (and its links) to the frontier."""
@@ -85,12 +86,15 @@ class Committer:
         records = self.sink.pending  # the records of exactly these outcomes (written together)
         if self.archive is not None:
             epoch = self._epoch
+            self._archiving = outcomes
             try:
                 # Off the event loop; records queued meanwhile wait, with their outcomes, for the next batch.
                 await self.archive.flush()
             except BaseException:
                 self._pending[:0] = outcomes
                 raise
+            finally:
+                self._archiving = []
             if epoch != self._epoch:
                 return  # discarded while the archive wrote: these outcomes and their records are gone
         offset = self.sink.flush(records)  # records reach the log before their leases are acknowledged
