@@ -74,7 +74,6 @@ class WarcArchive:
             "hostname": socket.gethostname(),
             "http-header-user-agent": user_agent,
             "robots": "classic",
-            "isPartOf": writer,
         }
         self._files = WarcFiles(
             self.folder,

@@ -150,7 +150,8 @@ class RecordMaker:
 
     def conversion(self, url: str, dom: bytes, rec_id: str, refers_to: str | None, when: float) -> bytes:
         """A `conversion` record: the DOM a browser rendered from the response `refers_to`."""
-        fields = {"WARC-Type": "conversion", "WARC-Record-ID": rec_id, "WARC-Date": warc_date(when)}
+        fields = {"WARC-Type": "conversion", "WARC-Target-URI": url, "WARC-Date": warc_date(when)}
+        fields["WARC-Record-ID"] = rec_id
         if refers_to is not None:
             fields["WARC-Refers-To"] = refers_to
         record = self._writer.create_warc_record(
@@ -165,7 +166,9 @@ class RecordMaker:
 
     @staticmethod
     def _fields(kind: str, ex: Exchange, rec_id: str) -> dict[str, str]:
-        fields = {"WARC-Type": kind, "WARC-Record-ID": rec_id, "WARC-Date": warc_date(ex.started)}
+        # WARC-Target-URI here only for its place among the fields (warcio would append it last).
+        fields = {"WARC-Type": kind, "WARC-Target-URI": ex.url, "WARC-Date": warc_date(ex.started)}
+        fields["WARC-Record-ID"] = rec_id
         if ex.ip:
             fields["WARC-IP-Address"] = ex.ip
         return fields
