@@ -152,44 +152,35 @@ class WarcArchive:
     def _write_batch(self, batch: list[Exchange | _Page]) -> None:
         maker = self._maker
         ids: dict[int, str] = {}  # id(exchange) → its response/revisit record id, for this batch
-        units: list[list[bytes]] = []
-        owners: list[Exchange | _Page] = []
+        units: list[list[bytes]] = []  # the members of each exchange (or DOM), appended in batch order
         remembered: list[str] = []
         for item in batch:
             if isinstance(item, Exchange):
-                rec_id = new_id()
-                ids[id(item)] = rec_id
+                ids[id(item)] = rec_id = new_id()
                 units.append(self._exchange_unit(item, rec_id, remembered))
-                owners.append(item)
             elif item.dom is not None:
                 ex = item.exchange
                 refers_to = ex.archived[0] if ex.archived is not None else ids.get(id(ex))
                 dom = item.dom.encode("utf-8", "replace")
-                url = item.record.final_url
-                units.append([maker.conversion(url, dom, new_id(), refers_to, item.rendered_at)])
-                owners.append(item)
-            else:
-                owners.append(item)  # a pointer only
-                units.append([])
+                units.append([maker.conversion(item.record.final_url, dom, new_id(), refers_to, item.rendered_at)])
         try:
-            placed = self._files.append([u for u in units if u])
+            placed = iter(self._files.append(units))
         except BaseException:
             for digest in remembered:  # never point a later revisit at a record that was not written
                 self._seen.pop(digest, None)
             raise
-        where = iter(placed)
-        rel = f"{WARC_DIR}/"
-        for item, unit in zip(owners, units, strict=True):
+        members = iter(units)
+        for item in batch:  # in the same order: an exchange is placed before the pages pointing at it
             if isinstance(item, Exchange):
-                name, offset = next(where)
-                item.archived = (ids[id(item)], rel + name, offset, len(unit[0]))
+                name, offset = next(placed)
+                item.archived = (ids[id(item)], f"{WARC_DIR}/{name}", offset, len(next(members)[0]))
                 item.payload = b""  # written: the archive keeps no copy
                 continue
-            if unit:
-                next(where)
-            ex = item.exchange
-            if ex.archived is not None:
-                _rec_id, file, offset, length = ex.archived
+            if item.dom is not None:  # its conversion record: placed, nothing to note
+                next(placed)
+                next(members)
+            if item.exchange.archived is not None:
+                _rec_id, file, offset, length = item.exchange.archived
                 item.record.warc = {"file": file, "offset": offset, "length": length}
 
     def _exchange_unit(self, ex: Exchange, rec_id: str, remembered: list[str]) -> list[bytes]:
