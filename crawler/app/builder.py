@@ -9,9 +9,7 @@ settings (live overrides in a cluster).
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import socket
 import time
 from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
@@ -128,17 +126,7 @@ async def build_worker(
         allow_private=cfg.network.allow_private,
         allowed_ports=lambda host: settings(host).allow_ports,
     )
-    o = cfg.output
-    archive = None
-    if o.warc:
-        archive = WarcArchive(
-            sink_path.parent,
-            writer=worker_id or f"{socket.gethostname()}-{os.getpid()}",
-            user_agent=cfg.crawl.user_agent,
-            prefix=o.warc_prefix,
-            max_bytes=o.warc_max_bytes,
-            gzip_level=o.warc_gzip_level,
-        )
+    archive = WarcArchive.for_crawl(cfg, sink_path.parent, worker_id)
     f = cfg.fetch
     http = await stack.enter_async_context(
         HttpFetcher(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import importlib.metadata
 import logging
+import os
 import socket
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
+from crawler.core.config import Config
 from crawler.core.exchange import Exchange
 from crawler.core.recent import RecentDict
 from crawler.core.record import Record
@@ -89,6 +91,22 @@ class WarcArchive:
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="warc-writer")
         self._last: Future[None] | None = None
         self._failed: BaseException | None = None
+
+    @classmethod
+    def for_crawl(cls, cfg: Config, out: Path, writer: str | None = None) -> WarcArchive | None:
+        """The archive `cfg` asks for (None with `output.warc` off), writing to `out/warc` as `writer`
+        (default: hostname-pid)."""
+        o = cfg.output
+        if not o.warc:
+            return None
+        return cls(
+            out,
+            writer=writer or f"{socket.gethostname()}-{os.getpid()}",
+            user_agent=cfg.crawl.user_agent,
+            prefix=o.warc_prefix,
+            max_bytes=o.warc_max_bytes,
+            gzip_level=o.warc_gzip_level,
+        )
 
     async def __aenter__(self) -> WarcArchive:
         for name, cut in await asyncio.to_thread(repair_orphans, self.folder):
