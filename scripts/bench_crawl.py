@@ -3,9 +3,10 @@
 A separate server process serves many virtual hosts (`h{i}.bench`) of ~23 KB HTML pages that link within
 and across hosts. The baseline is the least a crawler can do (fetch, parse links, a set for dedup);
 the crawler runs its whole pipeline (robots, politeness bookkeeping, normalization, scope, Bloom +
-seen-set, extraction, SimHash, JSONL, SQLite commits). Prints pages/s for both and the ratio.
+seen-set, extraction, SimHash, JSONL, SQLite commits). Prints pages/s for both and the ratio; with
+`--warc`, the crawler runs once more with WARC output on, and the cost per page of the archive is printed.
 
-    python scripts/bench_crawl.py [--hosts 200] [--pages 25] [--concurrency 64] [--metrics]
+    python scripts/bench_crawl.py [--hosts 200] [--pages 25] [--concurrency 64] [--warc] [--metrics]
 
 With `--metrics` the crawler also runs with its Prometheus endpoint on (`--metrics-port`), scraped every
 second as Prometheus would, alternating with runs without it, and the best run of each is printed.
@@ -18,6 +19,7 @@ import asyncio
 import multiprocessing
 import os
 import random
+import resource
 import socket
 import subprocess
 import sys
@@ -173,8 +175,12 @@ def _scrape_every_second(port: int, stop: threading.Event) -> None:
             pass  # not up yet, or already gone
 
 
-def run_crawler(seeds: list[str], concurrency: int, metrics: bool = False) -> tuple[int, float]:
-    """The real `crawler crawl` in a subprocess (with metrics on and scraped, if asked); returns (pages, seconds)."""
+def run_crawler(seeds: list[str], concurrency: int, *extra: str, metrics: bool = False) -> tuple[int, float]:
+    """The real `crawler crawl` in a subprocess (`extra` flags added; with metrics on and scraped every
+    second, if asked); returns (pages recorded, seconds).
+
+    Also sets `run_crawler.cpu`: the CPU seconds (user + system) the crawler process used, a figure a busy
+    machine disturbs far less than wall time."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "out"
         seed_file = Path(tmp) / "seeds.txt"
@@ -197,22 +203,16 @@ def run_crawler(seeds: list[str], concurrency: int, metrics: bool = False) -> tu
             "--resolve",
             "*.bench=127.0.0.1",
             "--no-progress",
+            *extra,
         ]
-        stop = threading.Event()
-        if metrics:
-            with socket.socket() as s:
-                s.bind(("127.0.0.1", 0))
-                port = s.getsockname()[1]
-            cmd += ["--metrics-port", str(port)]
-            threading.Thread(target=_scrape_every_second, args=(port, stop), daemon=True).start()
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.perf_counter()
-        try:
-            proc = subprocess.run(
-                cmd, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, check=False
-            )
-        finally:
-            stop.set()
+        proc = subprocess.run(
+            cmd, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, check=False
+        )
         elapsed = time.perf_counter() - started
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        run_crawler.cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)  # type: ignore[attr-defined]
         if proc.returncode != 0:
             raise SystemExit(f"crawler failed:\n{proc.stderr[-3000:]}")
         pages = (out / "pages.jsonl").read_bytes().count(b"\n")
@@ -225,6 +225,7 @@ def main() -> None:
     ap.add_argument("--hosts", type=int, default=200)
     ap.add_argument("--pages", type=int, default=25, help="pages per host")
     ap.add_argument("--concurrency", type=int, default=64)
+    ap.add_argument("--warc", action="store_true", help="also run the crawler with --warc and compare")
     ap.add_argument("--metrics", action="store_true", help="also run with the metrics endpoint on, and compare")
     args = ap.parse_args()
     sock = socket.socket()
@@ -240,6 +241,7 @@ def main() -> None:
         print(f"test web: {args.hosts} hosts x {args.pages} pages (~23 KB each), concurrency {args.concurrency}")
         b_pages, b_secs = asyncio.run(baseline(seeds, port, args.concurrency))
         c_pages, c_secs = run_crawler(seeds, args.concurrency)
+        c_cpu = run_crawler.cpu  # type: ignore[attr-defined]
         b_rate, c_rate = b_pages / b_secs, c_pages / c_secs
         print(f"baseline aiohttp+selectolax: {b_pages} pages in {b_secs:.2f}s = {b_rate:.0f} pages/s")
         print(
@@ -257,6 +259,15 @@ def main() -> None:
             print(
                 f"metrics off: best {off:.0f} pages/s; on (scraped every 1 s): best {on:.0f} pages/s; "
                 f"ratio {on / off:.3f}"
+            )
+        if args.warc:
+            w_pages, w_secs = run_crawler(seeds, args.concurrency, "--warc")
+            w_cpu = run_crawler.cpu  # type: ignore[attr-defined]
+            w_rate = w_pages / w_secs
+            print(
+                f"crawler crawl --warc: {w_pages} pages in {w_secs:.2f}s = {w_rate:.0f} pages/s "
+                f"({w_rate / c_rate:.2f} of the run without WARC); CPU {w_cpu / w_pages * 1000:.2f} ms/page "
+                f"against {c_cpu / c_pages * 1000:.2f} ms/page without"
             )
     finally:
         server.terminate()

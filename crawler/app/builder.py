@@ -27,6 +27,7 @@ from crawler.fetch.robots import RobotsCache, RobotsFetch
 from crawler.ingest.admit import Ingest
 from crawler.ingest.scope import Scope
 from crawler.output.sink import RecordLog
+from crawler.output.warc import WarcArchive
 from crawler.worker.analyze import PageAnalyzer
 from crawler.worker.commit import Committer
 from crawler.worker.frontier import WorkerFrontier
@@ -114,15 +115,17 @@ async def build_worker(
     share_robots: Callable[[RobotsFetch], RobotsFetch] | None = None,
     replay: dict[str, dict[str, Any]] | None = None,
     defer_scope: bool = False,
+    worker_id: str | None = None,
     clock: Callable[[], float] = time.time,
     metrics: Metrics | None = None,
 ) -> Crawling:
-    """Open the HTTP session and the record log on `stack` and wire a `Worker` around `frontier`.
+    """Open the HTTP session, the record log (and WARC archive) on `stack`; wire a `Worker` around `frontier`.
 
     `share_robots` wraps the robots.txt fetch (the cluster shares robots.txt bodies in Redis); it sits
     outside the host's gate, so an answer found in the shared cache costs the host no request.
     `defer_scope`: links outside this process's copy of the scope go on to the frontier, which judges.
     `metrics`: the process's endpoint, if it has one; it then shows this worker's counters and timings.
+    `worker_id` names this process's WARC files (default: hostname-pid).
     """
     settings = host_settings or cfg.for_host
     policy = AddressPolicy(
@@ -130,6 +133,7 @@ async def build_worker(
         allow_private=cfg.network.allow_private,
         allowed_ports=lambda host: settings(host).allow_ports,
     )
+    archive = WarcArchive.for_crawl(cfg, sink_path.parent, worker_id)
     f = cfg.fetch
     http = await stack.enter_async_context(
         HttpFetcher(
@@ -141,6 +145,7 @@ async def build_worker(
             max_body_bytes=f.max_body_bytes,
             max_connections=max(cfg.crawl.concurrency, 8),
             latency=metrics.fetch_seconds if metrics is not None else None,
+            on_exchange=archive.add_exchange if archive is not None else None,
         )
     )
     slots = HostSlots(
@@ -181,6 +186,9 @@ async def build_worker(
     )
     sink = RecordLog(sink_path)
     stack.callback(sink.close)
+    if archive is not None:
+        # Entered after the log: it closes first, so records still queued get their pointers.
+        await stack.enter_async_context(archive)
     runner = LeaseRunner(
         config=cfg,
         fetcher=fetcher,
@@ -192,7 +200,7 @@ async def build_worker(
         host_settings=settings,
         clock=clock,
     )
-    committer = Committer(frontier, sink, stats, stats_path=stats_path, clock=clock)
+    committer = Committer(frontier, sink, stats, stats_path=stats_path, archive=archive, clock=clock)
     worker = Worker(
         config=cfg,
         frontier=frontier,
@@ -202,6 +210,7 @@ async def build_worker(
         ingest=ingest,
         stats=stats,
         replay=replay,
+        archive=archive,
         clock=clock,
     )
     if metrics is not None:

@@ -241,6 +241,7 @@ async def run_worker(
             share_robots=shared_robots(redis, keys, cfg.politeness.robots_ttl, opts.redis_deadline),
             defer_scope=True,  # the frontier holds the job's scope; this copy is only refreshed every 2 s
             metrics=metrics,
+            worker_id=wid,
         )
         worker = built.worker
         (stopper or Stopper().install(stack)).listen(worker.stop)

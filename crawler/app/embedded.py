@@ -25,6 +25,7 @@ from crawler.fetch.robots import RobotsCache
 from crawler.ingest.scope import Scope, seed_domains
 from crawler.output.progress import report_progress
 from crawler.output.sink import RecordLog
+from crawler.output.warc import WARC_DIR, remove_all
 from crawler.worker.frontier import StoreFrontier
 from frontier.sqlite.store import DB_FILENAME, SqliteStore
 
@@ -107,6 +108,7 @@ async def run_crawl(job: CrawlJob) -> dict[str, Any]:
         if job.fresh:
             for name in (PAGES, STATS, *FRONTIER_FILES):
                 (job.out / name).unlink(missing_ok=True)
+            remove_all(job.out / WARC_DIR)
         return await _run(job)
 
 

@@ -61,6 +61,7 @@ def config_flags(p: argparse.ArgumentParser) -> None:
         help="map a host or wildcard (*.test) to an address, like curl --resolve; repeatable",
     )
     p.add_argument("--allow-private", action="store_true", help="allow hosts on private/loopback addresses")
+    p.add_argument("--warc", action="store_true", help="also write WARC files to OUT/warc (output.warc = true)")
 
 
 def _port(text: str) -> int:
@@ -111,4 +112,6 @@ def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
         metrics["host"] = args.metrics_host
     if metrics:
         out["metrics"] = metrics
+    if getattr(args, "warc", False):
+        out["output"] = {"warc": True}
     return out

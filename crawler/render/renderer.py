@@ -99,8 +99,10 @@ class Renderer:
 
     async def render(
         self, url: str, host: str, *, body: bytes, content_type: str, before: Page, fetch_sub: SubFetch
-    ) -> Page | None:
-        """Render and re-extract; None when no browser can be had. Raises CrawlError(BROWSER_ERROR)."""
+    ) -> tuple[Page, str] | None:
+        """Render and re-extract: the page and its serialized DOM; None when no browser can be had.
+
+        Raises CrawlError(BROWSER_ERROR)."""
         pool = await self._get_pool()
         if pool is None:
             return None
@@ -110,4 +112,4 @@ class Renderer:
         page = extract(rendered.html, self.token)
         new_links, new_text = render_gain(before, page)
         self.policy.learn(host, new_links=new_links, new_text_chars=new_text)
-        return page
+        return page, rendered.html
