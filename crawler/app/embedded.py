@@ -17,6 +17,7 @@ import orjson
 
 from crawler.app.builder import Stopper, build_worker, make_scope
 from crawler.app.folder import LOCK_FILE
+from crawler.app.metrics_http import open_metrics
 from crawler.core.config import Config, config_data
 from crawler.core.errors import ConfigError
 from crawler.core.stats import Stats
@@ -25,6 +26,7 @@ from crawler.fetch.robots import RobotsCache
 from crawler.ingest.scope import Scope, seed_domains
 from crawler.output.progress import report_progress
 from crawler.output.sink import RecordLog
+from crawler.output.warc import WARC_DIR, remove_all
 from crawler.worker.frontier import StoreFrontier
 from crawler.worker.robots_keep import keeping_robots
 from frontier.sqlite.store import DB_FILENAME, SqliteStore
@@ -108,6 +110,7 @@ async def run_crawl(job: CrawlJob) -> dict[str, Any]:
         if job.fresh:
             for name in (PAGES, STATS, *FRONTIER_FILES):
                 (job.out / name).unlink(missing_ok=True)
+            remove_all(job.out / WARC_DIR)
         return await _run(job)
 
 
@@ -116,8 +119,11 @@ async def _run(job: CrawlJob) -> dict[str, Any]:
     stats = Stats()
 
     async with AsyncExitStack() as stack:
+        metrics = await open_metrics(stack, cfg.metrics)  # first: a port in use stops us before any work
         store = await SqliteStore.open(job.out, host_limits=cfg.host_limits, seen_ttl=cfg.crawl.seen_ttl)
         stack.push_async_callback(store.close)
+        if metrics is not None:
+            metrics.watch_store(stack, store)
         scope = _scope(job, orjson.loads(await store.get_meta("allow_domains") or "[]"))
         await store.set_meta("allow_domains", orjson.dumps(sorted(scope.allow_domains)).decode())
         # The configuration of this run, so `crawler explain` judges scope and normalization alike.
@@ -142,6 +148,7 @@ async def _run(job: CrawlJob) -> dict[str, Any]:
             sink_path=job.out / PAGES,
             stats_path=job.out / STATS,
             replay=replay,
+            metrics=metrics,
             # robots.txt answers are kept in the store for `crawler explain` (not reused: one process).
             share_robots=keeping_robots(store, cfg.politeness.robots_ttl, share=False),
         )

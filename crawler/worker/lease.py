@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from crawler.core.config import Config, HostSettings
 from crawler.core.errors import RETRYABLE, CrawlError, ErrorType
+from crawler.core.exchange import Exchange
 from crawler.core.recent import RecentDict
 from crawler.core.record import Record, iso_utc
 from crawler.core.stats import Counter, Stats
@@ -34,6 +35,8 @@ class Finished:
 
     record: Record | None
     outcome: Outcome
+    exchange: Exchange | None = None  # the record's final response on the wire (with an archive only)
+    dom: str | None = None  # the rendered DOM, when a browser rendered the page
 
 
 class LeaseRunner:
@@ -112,7 +115,7 @@ class LeaseRunner:
                 lease, pf, started, host_due=host_due, at=self._when(policy, lease, failure, host_due)
             )
         try:
-            rec, follow = await self._record(item, pf, started, settings)
+            rec, follow, dom = await self._record(item, pf, started, settings)
         except CrawlError as exc:  # the browser failed: try the page again later
             pf.error = exc
             host_due = self.slots.due(item.host)
@@ -122,7 +125,7 @@ class LeaseRunner:
                 lease, pf, started, host_due=host_due, at=self._when(policy, lease, failure, host_due)
             )
         # The host's due time is read after the render: its subrequests count as requests to the host.
-        return self._finish(lease, rec, follow, self.slots.due(item.host), "done")
+        return self._finish(lease, rec, follow, self.slots.due(item.host), "done", pf, dom)
 
     async def _tell_store(self, host: str, settings: HostSettings) -> None:
         """Crawl-delay learned or a live override: the store's spacing for the host follows."""
@@ -145,19 +148,21 @@ class LeaseRunner:
         if at is not None:
             self.stats.incr(Counter.RETRIES)
             return Finished(None, Outcome(lease, "retry", host_due, retry_at=at))
-        rec, _ = await self._record(lease.item, pf, started)
+        rec, _, _ = await self._record(lease.item, pf, started)
         rec.dead_letter = True
         self.stats.incr(Counter.DEAD_LETTERS)
-        return self._finish(lease, rec, [], host_due, "dead")
+        return self._finish(lease, rec, [], host_due, "dead", pf)
 
     async def _record(
         self, item: UrlItem, pf: PageFetch, started: float, settings: HostSettings | None = None
-    ) -> tuple[Record, list[str]]:
-        """The record of a fetch, analyzed when it is a 2xx page; returns it with the links to follow."""
+    ) -> tuple[Record, list[str], str | None]:
+        """The record of a fetch, analyzed when it is a 2xx page; returns it with the links to follow and
+        the rendered DOM."""
         rec = base_record(item, pf, started)
         resp = pf.response
         error = pf.error
         follow: list[str] = []
+        dom = None
         if pf.redirect_to is not None:
             follow = [pf.redirect_to]
             rec.links = follow
@@ -167,7 +172,7 @@ class LeaseRunner:
             if resp.status >= 400:
                 error = CrawlError(ErrorType.HTTP_ERROR, f"HTTP {resp.status}")
             elif 200 <= resp.status < 300:
-                error, follow = await self.analyzer.analyze(
+                error, follow, dom = await self.analyzer.analyze(
                     rec,
                     resp,
                     pf.final_url,
@@ -184,15 +189,25 @@ class LeaseRunner:
             self.stats.error(error.type.value)
             if error.type is ErrorType.ROBOTS_DISALLOWED:
                 self.stats.incr(Counter.ROBOTS_DISALLOWED)
-        return rec, follow
+        return rec, follow, dom
 
-    def _finish(self, lease: Lease, rec: Record, follow: list[str], host_due: float, kind: OutcomeKind) -> Finished:
+    def _finish(
+        self,
+        lease: Lease,
+        rec: Record,
+        follow: list[str],
+        host_due: float,
+        kind: OutcomeKind,
+        pf: PageFetch,
+        dom: str | None = None,
+    ) -> Finished:
         seen = fetched_besides(lease.item.url, rec)
         if seen:
             # Before the page's own links are admitted: a redirect target's self-link is a duplicate already.
             self.ingest.mark_seen(seen)
         links = self.ingest.admit(follow, lease.item.depth + 1) if follow else []
-        return Finished(rec, Outcome(lease, kind, host_due, error=rec.error, links=links, seen=seen))
+        exchange = pf.response.exchange if pf.response is not None else None
+        return Finished(rec, Outcome(lease, kind, host_due, error=rec.error, links=links, seen=seen), exchange, dom)
 
 
 def fetched_besides(url: str, rec: Record) -> tuple[str, ...]:
