@@ -136,7 +136,8 @@ async def build_worker(
 ) -> Crawling:
     """Open the HTTP session, the record log (and WARC archive) on `stack`; wire a `Worker` around `frontier`.
 
-    `share_robots` wraps the robots.txt fetch (the cluster shares robots.txt bodies in Redis); it sits
+    `share_robots` wraps the robots.txt fetch (the cluster shares robots.txt bodies in Redis, the embedded
+    crawl keeps them in its store for `crawler explain`: `crawler.worker.robots_keep`); it sits
     outside the host's gate, so an answer found in the shared cache costs the host no request.
     `defer_scope`: links outside this process's copy of the scope go on to the frontier, which judges.
     `metrics`: the process's endpoint, if it has one; it then shows this worker's counters and timings.
