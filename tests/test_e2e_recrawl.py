@@ -17,6 +17,7 @@ from tests.conftest import page_key, read_records, run_crawler, start_crawler
 from tests.judges import assert_polite
 from tests.redis_server import RedisServer
 from tests.testweb import LoggedRequest, Page, Site, TestWeb, redirect
+from tests.warc_files import read_warc, warcio_check
 
 pytest_plugins = ["redis_server"]
 
@@ -102,6 +103,21 @@ def _assert_recrawl_records(records: list[dict]) -> None:
         assert "without validators" in by_path[path]["error"]["message"]
 
 
+def _assert_warc_of_recrawl(files: list[Path]) -> None:
+    """The archive stays readable; a 304 is archived as what it is, its request with the validators sent."""
+    assert len(files) == 2 and warcio_check(files).returncode == 0  # one file per run that fetched anything
+    second = read_warc(files[1])
+    assert second[0]["type"] == "warcinfo"
+    by_uri = {}
+    for rec in second[1:]:  # after the warcinfo
+        by_uri.setdefault(page_key(rec["warc"]["WARC-Target-URI"]), {})[rec["type"]] = rec
+    root = by_uri["a.test/"]
+    assert root["response"]["http"].statusline.startswith("304") and root["response"]["payload"] == b""
+    assert root["request"]["http"].get_header("If-None-Match") == '"root-1"'
+
+    assert by_uri["a.test/c"]["response"]["http"].statusline.startswith("200")
+
+
 def test_recrawl_embedded_fetches_expired_pages_conditionally(out_dir: Path) -> None:
     with TestWeb(_site()) as web:
         args = [
@@ -115,6 +131,7 @@ def test_recrawl_embedded_fetches_expired_pages_conditionally(out_dir: Path) -> 
             "a.test=127.0.0.1",
             "--seen-ttl",
             str(TTL),
+            "--warc",
             "--no-progress",
         ]
         first = run_crawler(*args)
@@ -126,7 +143,7 @@ def test_recrawl_embedded_fetches_expired_pages_conditionally(out_dir: Path) -> 
 
         # Within the TTL nothing is due: the same command fetches nothing, not even robots.txt. (A TTL of an hour
         # here, as the seconds-long one could run out on a loaded machine between two runs.)
-        within = [*args[:-2], "3600", "--no-progress"]
+        within = [*args[:-3], "3600", "--warc", "--no-progress"]
         web.clear_log()
         again = run_crawler(*within)
         assert again.returncode == 0, again.stderr
@@ -142,6 +159,7 @@ def test_recrawl_embedded_fetches_expired_pages_conditionally(out_dir: Path) -> 
         _assert_recrawl_records(read_records(out_dir / "pages.jsonl")[7:])
         stats = orjson.loads((out_dir / "stats.json").read_bytes())
         assert (stats["unchanged"], stats["conditional"], stats["pages"]) == (3, 4, 15)
+        _assert_warc_of_recrawl(sorted((out_dir / "warc").glob("*.warc.gz")))
 
         # And once more: everything was fetched moments ago, so nothing is.
         web.clear_log()
