@@ -44,6 +44,7 @@ class Record:
     attempts: int = 1
     dead_letter: bool = False
     warc: dict[str, Any] | None = None  # {"file", "offset", "length"} of the response's WARC record
+    unchanged: bool = False  # a recrawl's conditional request was answered 304 Not Modified: not parsed again
 
     def to_json(self) -> bytes:
         """The record as one JSON line (newline included)."""

@@ -19,6 +19,7 @@ from crawler.core.record import Record, iso_utc
 from crawler.core.stats import Counter, Stats
 from crawler.core.urlitem import UrlItem
 from crawler.core.urlnorm import origin
+from crawler.core.validators import Validators
 from crawler.fetch.pages import PageFetch, PageFetcher
 from crawler.ingest.admit import Ingest
 from crawler.worker.analyze import PageAnalyzer
@@ -78,7 +79,9 @@ class LeaseRunner:
         started = self.clock()
         try:
             # Wait no longer than the lease lasts: past it, the frontier may hand the URL to another fetch.
-            pf = await self.fetcher.fetch(item.url, item.depth, until=lease_deadline(lease, started))
+            pf = await self.fetcher.fetch(
+                item.url, item.depth, until=lease_deadline(lease, started), validators=lease.validators
+            )
         except CrawlError as exc:  # defensive: the fetcher reports errors in its result
             pf = PageFetch(url=item.url, final_url=item.url, error=exc)
         resp = pf.response
@@ -87,6 +90,8 @@ class LeaseRunner:
             self.slots.answered(item.host, resp.status, resp.retry_after)
             self.stats.incr(Counter.FETCHED)
             self.stats.incr(Counter.BYTES, len(resp.body))
+            if lease.validators is not None:  # a response means the first request, the conditional one, was answered
+                self.stats.incr(Counter.CONDITIONAL)
         elif pf.error is not None and pf.error.type in RETRYABLE:
             self.slots.answered(item.host, None)  # a network failure counts towards the host's breaker
         await self._tell_store(item.host, settings)
@@ -171,6 +176,12 @@ class LeaseRunner:
         elif resp is not None and error is None:
             if resp.status >= 400:
                 error = CrawlError(ErrorType.HTTP_ERROR, f"HTTP {resp.status}")
+            elif resp.status == 304:
+                if pf.conditional:  # unchanged since the last fetch: nothing new to parse or follow
+                    rec.unchanged = True
+                    self.stats.incr(Counter.UNCHANGED)
+                else:  # "not modified" since what? No validators were sent: the server is wrong
+                    error = CrawlError(ErrorType.HTTP_ERROR, "HTTP 304 Not Modified to a request without validators")
             elif 200 <= resp.status < 300:
                 error, follow, dom = await self.analyzer.analyze(
                     rec,
@@ -207,7 +218,9 @@ class LeaseRunner:
             self.ingest.mark_seen(seen)
         links = self.ingest.admit(follow, lease.item.depth + 1) if follow else []
         exchange = pf.response.exchange if pf.response is not None else None
-        return Finished(rec, Outcome(lease, kind, host_due, error=rec.error, links=links, seen=seen), exchange, dom)
+        validators = page_validators(lease, pf) if kind == "done" else None  # kept for the next recrawl
+        outcome = Outcome(lease, kind, host_due, error=rec.error, links=links, seen=seen, validators=validators)
+        return Finished(rec, outcome, exchange, dom)
 
 
 def fetched_besides(url: str, rec: Record) -> tuple[str, ...]:
@@ -222,6 +235,23 @@ def fetched_besides(url: str, rec: Record) -> tuple[str, ...]:
     out[rec.final_url] = None
     out.pop(url, None)
     return tuple(out)
+
+
+def page_validators(lease: Lease, pf: PageFetch) -> Validators | None:
+    """The validators to keep for a recrawl: those of a 2xx answered by the URL itself (no redirect), or of a
+    304 to our conditional request (its own, else the ones we sent). None for everything else."""
+    resp = pf.response
+    if resp is None or pf.error is not None or pf.hops:
+        return None
+    if 200 <= resp.status < 300:
+        return Validators.from_headers(resp.headers)
+    if resp.status == 304 and pf.conditional:
+        sent = lease.validators
+        fresh = Validators.from_headers(resp.headers)
+        if fresh is None or sent is None:
+            return fresh or sent
+        return Validators(fresh.etag or sent.etag, fresh.last_modified or sent.last_modified)
+    return None
 
 
 def lease_deadline(lease: Lease, now: float) -> float:

@@ -132,11 +132,17 @@ class Worker:
         for task in running:
             task.cancel()
         await asyncio.gather(*running, return_exceptions=True)
+        self._unadmit(self.committer.held())
         cut = self.committer.discard()
         if cut:
             self.stats.incr(Counter.PAGES, -cut)  # those records are no longer in the log
         log.warning("leases lost: dropped %d running fetches and %d unacknowledged records", len(running), cut)
         await self.frontier.rejoin()
+
+    def _unadmit(self, outcomes: list[Outcome]) -> None:
+        """Dropped outcomes never reached the frontier: their links (and redirect targets) are not known
+        to the store, so this process's dedup cache must not keep dropping them (the refetch offers them)."""
+        self.ingest.forget(url for o in outcomes for url in (*(i.url for i in o.links), *o.seen))
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
         self.tasks.pop(task, None)
@@ -152,6 +158,7 @@ class Worker:
                 return
             finished = await self.runner.run(lease)
             if not self.frontier.valid():
+                self._unadmit([finished.outcome])
                 return  # the lease may be another's now: its record would be a duplicate
             self._write(finished)
         except asyncio.CancelledError:

@@ -110,7 +110,7 @@ class RedisInspector:
         for (token, _), raw in zip(mine, payloads, strict=True):
             if raw is not None and raw.startswith(prefix):
                 expires = await self._r.zscore(self.keys.leases, token)
-                return UrlItem(*orjson.loads(raw)), float(expires or 0.0)
+                return UrlItem(*orjson.loads(raw)[:4]), float(expires or 0.0)
         return None
 
     async def _queued(self, host: str, prefix: bytes) -> tuple[UrlItem, float, int] | None:
@@ -121,7 +121,7 @@ class RedisInspector:
             ids = await self._r.zrange(self.keys.queue(host), start, start + CHUNK - 1)
             for item_id, raw in zip(ids, await self._items(ids), strict=True):
                 if raw is not None and raw.startswith(prefix):
-                    found = (UrlItem(*orjson.loads(raw)), int(item_id), 0.0)
+                    found = (UrlItem(*orjson.loads(raw)[:4]), int(item_id), 0.0)
                     break
             if len(ids) < CHUNK:
                 break
@@ -132,7 +132,7 @@ class RedisInspector:
                 ids = [str(i).encode() for i in waiting[s : s + CHUNK]]
                 for item_id, raw in zip(ids, await self._items(ids), strict=True):
                     if raw is not None and raw.startswith(prefix):
-                        found = (UrlItem(*orjson.loads(raw)), int(item_id), retries[int(item_id)])
+                        found = (UrlItem(*orjson.loads(raw)[:4]), int(item_id), retries[int(item_id)])
                         break
                 if found is not None:
                     break

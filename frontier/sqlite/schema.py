@@ -17,7 +17,7 @@ DB_FILENAME = "frontier.sqlite3"
 #: Beside it: held with `flock` by the one process that owns the store (readers never take it).
 OWNER_LOCK_SUFFIX = ".owner"
 
-_SCHEMA_VERSION = 1
+_SCHEMA_VERSION = 2  # 2: validators in queue, the fetched table (recrawl); a version 1 file is upgraded
 _U64 = 1 << 64
 _I64_MAX = (1 << 63) - 1
 
@@ -45,7 +45,9 @@ CREATE TABLE IF NOT EXISTS queue (
     attempts INTEGER NOT NULL,
     not_before REAL NOT NULL,
     token INTEGER,
-    expires_at REAL
+    expires_at REAL,
+    etag TEXT,                  -- validators of the page's last fetch, for a recrawled URL (else NULL)
+    last_modified TEXT
 );
 CREATE INDEX IF NOT EXISTS queue_ready ON queue (hid, id, not_before) WHERE token IS NULL;
 CREATE UNIQUE INDEX IF NOT EXISTS queue_leased ON queue (token) WHERE token IS NOT NULL;
@@ -59,6 +61,17 @@ CREATE TABLE IF NOT EXISTS dead (
     error_type TEXT,
     died_at REAL NOT NULL
 );
+-- Pages fetched (done), by when: `recrawl` queues them again once older than seen_ttl.
+CREATE TABLE IF NOT EXISTS fetched (
+    h INTEGER PRIMARY KEY,      -- url_key(url), as in seen
+    hid INTEGER NOT NULL,
+    url TEXT NOT NULL,
+    depth INTEGER NOT NULL,
+    at REAL NOT NULL,
+    etag TEXT,
+    last_modified TEXT
+);
+CREATE INDEX IF NOT EXISTS fetched_at ON fetched (at);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
 -- The latest robots.txt answer per URL (one row per origin's /robots.txt and its redirect hops).
 CREATE TABLE IF NOT EXISTS robots (
@@ -89,7 +102,8 @@ _FIRST_DUE_HOST = (
     " WHERE queued > 0 AND inflight < concurrency ORDER BY next_at, hid LIMIT 1"
 )
 _OLDEST_ELIGIBLE = (
-    "SELECT id, url, depth, attempts FROM queue WHERE hid = ? AND token IS NULL AND not_before <= ? ORDER BY id LIMIT 1"
+    "SELECT id, url, depth, attempts, etag, last_modified FROM queue"
+    " WHERE hid = ? AND token IS NULL AND not_before <= ? ORDER BY id LIMIT 1"
 )
 _HAS_ELIGIBLE = "SELECT 1 FROM queue WHERE hid = ? AND token IS NULL AND not_before <= ? LIMIT 1"
 _EARLIEST_NOT_BEFORE = "SELECT min(not_before) FROM queue WHERE hid = ? AND token IS NULL"
@@ -166,8 +180,11 @@ def prepare(db: sqlite3.Connection, path: Path) -> None:
     if mode.lower() != "wal":
         raise ConfigError(f"frontier {path}: cannot use WAL journal (got {mode!r})")
     version = db.execute("PRAGMA user_version").fetchone()[0]
-    if version not in (0, _SCHEMA_VERSION):
+    if version not in (0, 1, _SCHEMA_VERSION):
         raise ConfigError(f"frontier {path} has schema version {version}, expected {_SCHEMA_VERSION}")
+    if version == 1:  # a crawl made before recrawl existed: its queue gains the validator columns
+        db.execute("ALTER TABLE queue ADD COLUMN etag TEXT")
+        db.execute("ALTER TABLE queue ADD COLUMN last_modified TEXT")
     for statement in _SCHEMA.split(";"):
         if statement.strip():
             db.execute(statement)
