@@ -13,6 +13,7 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -351,6 +352,54 @@ async def test_retry_and_dead_also_add_links(make_store: StoreFactory) -> None:
         T0,
     )
     assert (await store.counts()).queued == 3
+
+
+# ------------------------------------------------------------------ item kinds (sitemaps) and lastmod
+
+
+SITEMAP_ITEMS = [
+    UrlItem("http://a.test/sitemap.xml", "a.test", 0, kind="sitemap"),
+    UrlItem("http://b.test/sitemap.xml", "b.test", 0, kind="sitemap?"),
+    UrlItem("http://c.test/s.xml.gz", "c.test", 1, kind="sitemap:a.test"),
+    UrlItem("http://d.test/page", "d.test", 2, lastmod=1_714_521_600.5),
+]
+
+
+async def test_item_kind_and_lastmod_survive_claim_retry_and_dead_letters(make_store: StoreFactory) -> None:
+    store = await make_store()
+    assert (await store.add(SITEMAP_ITEMS, T0)).queued == 4
+    leases = sorted(await store.claim(T0, 10), key=lambda x: x.item.host)
+    assert [x.item for x in leases] == SITEMAP_ITEMS
+    await store.complete([Outcome(x, "retry", host_due=T0, retry_at=T0 + 1) for x in leases], T0)
+    leases = sorted(await store.claim(T0 + 1, 10), key=lambda x: x.item.host)
+    assert [x.item for x in leases] == [replace(i, attempts=1) for i in SITEMAP_ITEMS]
+    await store.complete([dead(x, T0, CrawlError(ErrorType.SITEMAP_ERROR, "bad")) for x in leases], T0 + 2)
+    letters = sorted(await store.dead_letters(), key=lambda d: d.item.host)
+    assert [d.item for d in letters] == [replace(i, attempts=2) for i in SITEMAP_ITEMS]
+    assert await store.requeue_dead(ErrorType.SITEMAP_ERROR.value, T0 + 3) == 4
+    leases = sorted(await store.claim(T0 + 3, 10), key=lambda x: x.item.host)
+    assert [x.item for x in leases] == SITEMAP_ITEMS
+
+
+async def test_kinds_and_lastmod_travel_as_links_and_through_release(make_store: StoreFactory) -> None:
+    store = await make_store()
+    await store.add([url("e.test", "1")], T0)
+    [lease] = await store.claim(T0, 10)
+    await store.complete([done(lease, T0, links=SITEMAP_ITEMS)], T0)
+    leases = await store.claim(T0, 10)
+    await store.release(leases, T0)
+    again = sorted(await store.claim(T0, 10), key=lambda x: x.item.host)
+    assert [x.item for x in again] == SITEMAP_ITEMS
+
+
+async def test_a_sitemap_and_the_page_at_its_url_are_seen_apart(make_store: StoreFactory) -> None:
+    store = await make_store()
+    page = UrlItem("http://a.test/sitemap.xml", "a.test")
+    sitemap = UrlItem("http://a.test/sitemap.xml", "a.test", kind="sitemap")
+    assert (await store.add([page, sitemap], T0)).queued == 2
+    probe = UrlItem("http://a.test/sitemap.xml", "a.test", kind="sitemap?")
+    r = await store.add([page, sitemap, probe], T0 + 1)
+    assert (r.queued, r.duplicates) == (0, 3)  # every sitemap kind is one identity: the file is read once
 
 
 # ------------------------------------------------------------------ stale leases, release
@@ -754,6 +803,28 @@ class TestSqliteDurability:
             c = await again.counts()
             assert (c.queued, c.hosts) == (1, 1)
             assert (await again.add([url("b.test", "1")], T0)).queued == 1
+
+    async def test_a_folder_of_schema_1_is_upgraded_and_its_urls_are_pages(self, tmp_path: Path) -> None:
+        async with await SqliteStore.open(tmp_path, host_limits=lambda h: HostLimits()) as store:
+            await store.add([url("a.test", "1"), url("b.test", "1")], T0)
+            [lease, _] = await store.claim(T0, 10)
+            await store.complete([dead(lease, T0, CrawlError(ErrorType.TIMEOUT, "slow"))], T0)
+        # What an older release left: schema 1 had neither column.
+        db = sqlite3.connect(tmp_path / "frontier.sqlite3")
+        for table in ("queue", "dead"):
+            db.execute(f"ALTER TABLE {table} DROP COLUMN kind")
+            db.execute(f"ALTER TABLE {table} DROP COLUMN lastmod")
+        db.execute("PRAGMA user_version = 1")
+        db.commit()
+        db.close()
+        async with await SqliteStore.open(tmp_path, host_limits=lambda h: HostLimits()) as store:
+            [letter] = await store.dead_letters()
+            assert letter.item == UrlItem("http://a.test/1", "a.test", 0, 1)
+            assert [x.item for x in await store.claim(T0, 10)] == [UrlItem("http://b.test/1", "b.test")]
+            await store.add(SITEMAP_ITEMS[:1], T0)
+            assert [x.item for x in await store.claim(T0 + 1, 10)] == SITEMAP_ITEMS[:1]
+        version = sqlite3.connect(tmp_path / "frontier.sqlite3").execute("PRAGMA user_version").fetchone()[0]
+        assert version == 2
 
     async def test_zero_budget_host_asked_for_limits_once(self, tmp_path: Path) -> None:
         asked: list[str] = []

@@ -9,6 +9,7 @@ frontier applies to the store. Messages are compact orjson arrays; key names are
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import orjson
 
@@ -20,22 +21,31 @@ LINKS = "links"  # a message of discovered links, grouped by depth, without a le
 
 
 def encode_lease(lease: Lease) -> bytes:
-    """A lease as an inbox message."""
+    """A lease as an inbox message (a sitemap's kind and a lastmod follow the fields only when set)."""
     it = lease.item
-    return orjson.dumps([lease.token, lease.expires_at, it.url, it.host, it.depth, it.attempts])
+    return orjson.dumps([lease.token, lease.expires_at, it.url, it.host, it.depth, it.attempts, *it.extras()])
 
 
 def decode_lease(raw: bytes | str) -> Lease:
     """The inverse of `encode_lease`."""
-    token, expires_at, url, host, depth, attempts = orjson.loads(raw)
-    return Lease(UrlItem(url, host, depth, attempts), int(token), float(expires_at))
+    token, expires_at, *fields = orjson.loads(raw)
+    return Lease(UrlItem(*fields), int(token), float(expires_at))
+
+
+def _link(item: UrlItem) -> list[object]:
+    return [item.url, item.host, item.depth, *item.extras()]
+
+
+def _item(link: list[Any]) -> UrlItem:
+    url, host, depth, *extras = link
+    return UrlItem(url, host, int(depth), 0, *extras)
 
 
 def encode_outcome(outcome: Outcome | Lease, worker: str) -> bytes:
     """An outcome (or a bare lease to release) as a message on the outcomes list."""
     if isinstance(outcome, Lease):
         return orjson.dumps([worker, RELEASE, encode_lease(outcome).decode(), 0.0, 0.0, None, []])
-    links = [[i.url, i.host, i.depth] for i in outcome.links]
+    links = [_link(i) for i in outcome.links]
     return orjson.dumps(
         [
             worker,
@@ -51,13 +61,13 @@ def encode_outcome(outcome: Outcome | Lease, worker: str) -> bytes:
 
 def encode_links(items: Sequence[UrlItem], worker: str) -> bytes:
     """Discovered links as one message on the outcomes list."""
-    return orjson.dumps([worker, LINKS, None, 0.0, 0.0, None, [[i.url, i.host, i.depth] for i in items]])
+    return orjson.dumps([worker, LINKS, None, 0.0, 0.0, None, [_link(i) for i in items]])
 
 
 def decode_outcome(raw: bytes | str) -> tuple[str, Outcome | Lease | list[UrlItem]]:
     """(worker id, Outcome), (worker id, Lease) for a release, or (worker id, links) for discovered links."""
     worker, kind, lease_raw, host_due, retry_at, error, links = orjson.loads(raw)
-    items = [UrlItem(u, h, int(d)) for u, h, d in links]
+    items = [_item(link) for link in links]
     if kind == LINKS:
         return worker, items
     lease = decode_lease(lease_raw)

@@ -65,7 +65,8 @@ def url_hash(url: str) -> str:
 
 
 def _payload(item: UrlItem, attempts: int) -> bytes:
-    return orjson.dumps([item.url, item.host, item.depth, attempts])
+    # A sitemap's kind and a lastmod follow only when set: a page's payload is four fields.
+    return orjson.dumps([item.url, item.host, item.depth, attempts, *item.extras()])
 
 
 def _limit_args(host: str, limits: HostLimits) -> list[Any]:
@@ -215,7 +216,8 @@ class RedisStore:
                 data = _payload(item, item.attempts + 1).decode()
             elif kind == "x":
                 etype = None if o.error is None else o.error.get("type")
-                data = orjson.dumps([item.url, item.host, item.depth, item.attempts + 1, o.error, now, etype]).decode()
+                dead = [item.url, item.host, item.depth, item.attempts + 1, o.error, now, etype, *item.extras()]
+                data = orjson.dumps(dead).decode()
             flat += [int(o.lease.token), kind, float(o.host_due), float(o.retry_at), data]
             links.extend(o.links)
         section, _ = self._items_json(links)
@@ -284,10 +286,10 @@ class RedisStore:
             self.round_trips += 1
             raws = await self._r.lrange(self.keys.dead, start, start + page - 1)
             for raw in raws:
-                url, host, depth, attempts, error, died_at, _ = orjson.loads(raw)
+                url, host, depth, attempts, error, died_at, _, *extras = orjson.loads(raw)
                 if error_type is not None and (error or {}).get("type") != error_type:
                     continue
-                out.append(DeadLetter(UrlItem(url, host, depth, attempts), error, died_at))
+                out.append(DeadLetter(UrlItem(url, host, depth, attempts, *extras), error, died_at))
                 if len(out) >= limit:
                     break
             if len(raws) < page or error_type is None:
@@ -320,7 +322,7 @@ class RedisStore:
         """
         batch: dict[str, UrlItem] = {}
         for item in items:
-            batch.setdefault(url_hash(item.url), item)
+            batch.setdefault(url_hash(item.seen_key), item)
         flat: list[str] = []
         for h, item in batch.items():
             flat += [h, item.host, _payload(item, item.attempts).decode()]

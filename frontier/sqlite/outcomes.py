@@ -73,8 +73,8 @@ def apply_outcomes(db: sqlite3.Connection, rows: OutcomeRows, ended: int) -> Non
     )
     if rows.dead_rows:
         db.executemany(
-            "INSERT INTO dead (hid, url, depth, attempts, error, error_type, died_at)"
-            " SELECT hid, url, depth, attempts + 1, ?, ?, ? FROM queue WHERE id = ?",
+            "INSERT INTO dead (hid, url, depth, attempts, error, error_type, died_at, kind, lastmod)"
+            " SELECT hid, url, depth, attempts + 1, ?, ?, ?, kind, lastmod FROM queue WHERE id = ?",
             rows.dead_rows,
         )
         db.executemany("DELETE FROM queue WHERE id = ?", [(r[3],) for r in rows.dead_rows])

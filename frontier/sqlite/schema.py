@@ -13,7 +13,7 @@ from crawler.core.errors import ConfigError
 #: The database file's name inside the folder given to `SqliteStore.open`.
 DB_FILENAME = "frontier.sqlite3"
 
-_SCHEMA_VERSION = 1
+_SCHEMA_VERSION = 2
 _U64 = 1 << 64
 _I64_MAX = (1 << 63) - 1
 
@@ -41,7 +41,9 @@ CREATE TABLE IF NOT EXISTS queue (
     attempts INTEGER NOT NULL,
     not_before REAL NOT NULL,
     token INTEGER,
-    expires_at REAL
+    expires_at REAL,
+    kind TEXT,                  -- UrlItem.kind, NULL for a page
+    lastmod REAL                -- a sitemap's lastmod for the URL, if any
 );
 CREATE INDEX IF NOT EXISTS queue_ready ON queue (hid, id, not_before) WHERE token IS NULL;
 CREATE UNIQUE INDEX IF NOT EXISTS queue_leased ON queue (token) WHERE token IS NOT NULL;
@@ -53,7 +55,9 @@ CREATE TABLE IF NOT EXISTS dead (
     attempts INTEGER NOT NULL,
     error TEXT,
     error_type TEXT,
-    died_at REAL NOT NULL
+    died_at REAL NOT NULL,
+    kind TEXT,
+    lastmod REAL
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS stats (
@@ -77,7 +81,8 @@ _FIRST_DUE_HOST = (
     " WHERE queued > 0 AND inflight < concurrency ORDER BY next_at, hid LIMIT 1"
 )
 _OLDEST_ELIGIBLE = (
-    "SELECT id, url, depth, attempts FROM queue WHERE hid = ? AND token IS NULL AND not_before <= ? ORDER BY id LIMIT 1"
+    "SELECT id, url, depth, attempts, kind, lastmod FROM queue"
+    " WHERE hid = ? AND token IS NULL AND not_before <= ? ORDER BY id LIMIT 1"
 )
 _HAS_ELIGIBLE = "SELECT 1 FROM queue WHERE hid = ? AND token IS NULL AND not_before <= ? LIMIT 1"
 _EARLIEST_NOT_BEFORE = "SELECT min(not_before) FROM queue WHERE hid = ? AND token IS NULL"
@@ -130,8 +135,12 @@ def prepare(db: sqlite3.Connection, path: Path) -> None:
     if mode.lower() != "wal":
         raise ConfigError(f"frontier {path}: cannot use WAL journal (got {mode!r})")
     version = db.execute("PRAGMA user_version").fetchone()[0]
-    if version not in (0, _SCHEMA_VERSION):
+    if version not in (0, 1, _SCHEMA_VERSION):
         raise ConfigError(f"frontier {path} has schema version {version}, expected {_SCHEMA_VERSION}")
+    if version == 1:  # an older crawl folder: its queued URLs are pages
+        for table in ("queue", "dead"):
+            db.execute(f"ALTER TABLE {table} ADD COLUMN kind TEXT")
+            db.execute(f"ALTER TABLE {table} ADD COLUMN lastmod REAL")
     for statement in _SCHEMA.split(";"):
         if statement.strip():
             db.execute(statement)
