@@ -32,6 +32,7 @@ from crawler.worker.commit import Committer
 from crawler.worker.frontier import WorkerFrontier
 from crawler.worker.lease import LeaseRunner
 from crawler.worker.loop import Worker
+from crawler.worker.sitemaps import SitemapReader
 from crawler.worker.slot import HostSlots
 
 #: ~8 KiB per parsed robots.txt: 20k origins bound the cache near 160 MiB; an evicted origin's
@@ -165,6 +166,7 @@ async def build_worker(
         follow_near_duplicates=cfg.crawl.follow_near_duplicates,
         renderer=renderer,
     )
+    sitemaps = SitemapReader(cfg, ingest, stats, settings)
     sink = RecordLog(sink_path)
     stack.callback(sink.close)
     runner = LeaseRunner(
@@ -176,6 +178,7 @@ async def build_worker(
         frontier=frontier,
         stats=stats,
         host_settings=settings,
+        sitemaps=sitemaps,
         clock=clock,
     )
     committer = Committer(frontier, sink, stats, stats_path=stats_path, clock=clock)

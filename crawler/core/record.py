@@ -43,6 +43,7 @@ class Record:
     error: dict[str, str] | None = None
     attempts: int = 1
     dead_letter: bool = False
+    sitemap_urls: int | None = None  # a sitemap's record: the URLs it listed (pages: null)
 
     def to_json(self) -> bytes:
         """The record as one JSON line (newline included)."""

@@ -99,10 +99,13 @@ class PageFetcher:
         self.gate = gate
         self.max_redirects = max_redirects
 
-    async def fetch(self, url: str, depth: int, *, until: float | None = None) -> PageFetch:
+    async def fetch(
+        self, url: str, depth: int, *, until: float | None = None, max_bytes: int | None = None
+    ) -> PageFetch:
         """Fetch `url` (robots.txt first), following same-host redirects hop by hop through the host's gate.
 
         `until`: the page request must start by then (the gate raises otherwise; the lease is handed back).
+        `max_bytes`: the body cap when not the fetcher's own (a sitemap may be larger than a page).
         """
         result = PageFetch(url=url, final_url=url)
         host = host_key(url)
@@ -137,7 +140,7 @@ class PageFetcher:
                 return result
             try:
                 async with self.gate.request(host, until=until):
-                    resp = await self.http.fetch(current)
+                    resp = await self.http.fetch(current, max_bytes=max_bytes)
             except CrawlError as exc:
                 result.error = exc
                 return result

@@ -143,13 +143,18 @@ class Worker:
 
     async def _process(self, lease: Lease) -> None:
         try:
-            replayed = self.replay.pop(lease.item.url, None)
-            if replayed is not None:
+            replayed = self._replayed(lease)
+            if replayed is not None and not lease.item.kind:
                 self._finish_replayed(lease, replayed)
                 return
             finished = await self.runner.run(lease)
             if not self.frontier.valid():
                 return  # the lease may be another's now: its record would be a duplicate
+            if replayed is not None:
+                # A sitemap's record lists at most max_outlinks of its URLs, and not which are sitemaps: it was
+                # read again (one request) for its items; the record already in the log stands.
+                finished.record = None
+                self._count(replayed.get("error") is not None, False, sitemap=True)
             self._write(finished)
         except asyncio.CancelledError:
             raise
@@ -167,19 +172,28 @@ class Worker:
             log.exception("processing %s failed; releasing its lease", lease.item.url)
             await self.frontier.release([lease], self.clock())
 
+    def _replayed(self, lease: Lease) -> dict[str, Any] | None:
+        """The record written for this lease's URL before a crash, if it is of the lease's kind (page or sitemap)."""
+        rec = self.replay.get(lease.item.url)
+        if rec is None or (rec.get("sitemap_urls") is not None) != bool(lease.item.kind):
+            return None
+        return self.replay.pop(lease.item.url)
+
     def _write(self, finished: Finished) -> None:
         rec = finished.record
         if rec is not None:
             self.sink.write(rec)
-            self._count(rec.error is not None, bool(rec.near_duplicate_of))
+            self._count(rec.error is not None, bool(rec.near_duplicate_of), sitemap=rec.sitemap_urls is not None)
         self.committer.add(finished.outcome)
 
-    def _count(self, failed: bool, near_duplicate: bool) -> None:
+    def _count(self, failed: bool, near_duplicate: bool, *, sitemap: bool = False) -> None:
         self.stats.incr(Counter.PAGES)
         if failed:
             self.stats.incr(Counter.FAILED)
         if near_duplicate:
             self.stats.incr(Counter.NEAR_DUPLICATES)
+        if sitemap:
+            self.stats.incr(Counter.SITEMAPS)
 
     def _finish_replayed(self, lease: Lease, rec: dict[str, Any]) -> None:
         """A record written before a crash whose outcome was lost: finish it without refetching."""
