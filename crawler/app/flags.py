@@ -61,6 +61,7 @@ def config_flags(p: argparse.ArgumentParser) -> None:
         help="map a host or wildcard (*.test) to an address, like curl --resolve; repeatable",
     )
     p.add_argument("--allow-private", action="store_true", help="allow hosts on private/loopback addresses")
+    p.add_argument("--no-sitemaps", action="store_true", help="read no robots.txt Sitemap lines and no /sitemap.xml")
 
 
 def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
@@ -73,6 +74,8 @@ def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
         crawl["concurrency"] = args.concurrency
     if args.user_agent is not None:
         crawl["user_agent"] = args.user_agent
+    if args.no_sitemaps:
+        crawl["sitemaps"] = False
     out: dict[str, Any] = {"crawl": crawl} if crawl else {}
     if args.delay is not None:
         out["politeness"] = {"delay": args.delay}
