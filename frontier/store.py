@@ -25,6 +25,9 @@ Model
   its host's budget is not marked seen; a stale outcome changes nothing but its links are still added.
 * An outcome's `seen` URLs (a same-host redirect's hops and target, already fetched by that lease) are
   marked seen at `now` without being queued or counted against a budget.
+* An item comes back as it was added, `kind` and `lastmod` included, through claims, retries, releases,
+  dead letters and requeues; dedup is by `UrlItem.seen_key`, so a sitemap and the page at its URL are
+  seen apart.
 
 Crash behaviour
 ---------------

@@ -6,21 +6,31 @@ the items it hands to the frontier.
 
 from __future__ import annotations
 
+import time
+from contextlib import AsyncExitStack
+from pathlib import Path
 from typing import Any
 
-from crawler.app.builder import make_scope
+from crawler.app.builder import build_worker, make_scope
 from crawler.cluster.messages import decode_lease, decode_outcome, encode_lease, encode_links, encode_outcome
 from crawler.core.config import Config, config_from_dict
 from crawler.core.errors import ErrorType
 from crawler.core.record import Record
 from crawler.core.stats import Counter, Stats
 from crawler.core.urlitem import SITEMAP, SITEMAP_FOR, SITEMAP_PROBE, UrlItem
+from crawler.core.urlnorm import host_key
+from crawler.extract.neardup import LocalNearDup, NearDupIndex
 from crawler.fetch.http import Response
 from crawler.fetch.pages import PageFetch
 from crawler.fetch.robots_rules import RobotsRules, parse_robots
 from crawler.ingest.admit import Ingest
+from crawler.worker.frontier import StoreFrontier
 from crawler.worker.sitemaps import SitemapReader
+from frontier.sqlite.store import SqliteStore
 from frontier.store import Lease, Outcome
+from tests.conftest import page_key, read_records
+from tests.test_worker import html, make_config
+from tests.testweb import Page, Site, TestWeb
 
 NS = "http://www.sitemaps.org/schemas/sitemap/0.9"
 
@@ -184,3 +194,49 @@ def test_messages_carry_kind_and_lastmod_and_pages_cost_nothing_more() -> None:
     worker, back = decode_outcome(encode_outcome(outcome, "w2"))
     assert worker == "w2" and isinstance(back, Outcome)
     assert back.lease == outcome.lease and list(back.links) == links
+
+
+# ------------------------------------------------------------------ replay after a crash
+
+
+async def test_a_sitemap_record_replayed_after_a_crash_is_read_again_not_written_again(tmp_path: Path) -> None:
+    """A sitemap's record in the log past the last commit lists at most max_outlinks URLs and not which are
+    sitemaps, so its lease reads the sitemap again for its items; no second record is written."""
+    base = "http://m.test:@PORT@"
+    body = f'<urlset xmlns="{NS}"><url><loc>{base}/p1</loc></url><url><loc>{base}/p2</loc></url></urlset>'
+    pages = {
+        "/robots.txt": Page(f"User-agent: *\nSitemap: {base}/map.xml\n", headers={"Content-Type": "text/plain"}),
+        "/map.xml": Page(body, headers={"Content-Type": "application/xml"}),
+        "/p1": Page(html("p1")),
+        "/p2": Page(html("p2")),
+    }
+    with TestWeb({"m.test": Site(pages=pages)}) as web:
+        cfg = make_config(web, crawl={"sitemaps": True})
+        url = web.url("m.test", "/map.xml")
+        logged = {"url": url, "error": None, "sitemap_urls": 2, "links": [], "links_followed": True}
+        async with AsyncExitStack() as stack:
+            store = await SqliteStore.open(tmp_path, host_limits=cfg.host_limits)
+            stack.push_async_callback(store.close)
+            built = await build_worker(
+                stack,
+                cfg,
+                frontier=StoreFrontier(store),
+                scope=make_scope(cfg, ["m.test"]),
+                stats=(stats := Stats()),
+                neardup=LocalNearDup(NearDupIndex(3)),
+                sink_path=tmp_path / "pages.jsonl",
+                stats_path=None,
+                replay={url: logged},
+            )
+            await store.add([UrlItem(url, host_key(url), 0, kind=SITEMAP)], time.time())
+            await built.worker.run()
+        assert web.count("m.test", "/map.xml") == 1
+    written = sorted(page_key(r["url"]) for r in read_records(tmp_path / "pages.jsonl"))
+    assert written == ["m.test/p1", "m.test/p2"]  # the sitemap's own record is the one already in the log
+    assert (stats.c[Counter.PAGES], stats.c[Counter.SITEMAPS]) == (3, 1)
+
+
+def test_no_sitemap_is_queued_whose_urls_would_all_be_too_deep() -> None:
+    r, stats, cfg = reader(max_depth=0)
+    assert r.discover(fetched("http://a.test/", "Sitemap: http://a.test/s.xml\n"), cfg.for_host("a.test")) == []
+    assert stats.skipped["max_depth"] == 1

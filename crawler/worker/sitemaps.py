@@ -179,6 +179,9 @@ class SitemapReader:
         """Sitemap items through ingest, at most `sitemap_max_files` per host in this process."""
         kept: list[UrlItem] = []
         for item in self.ingest.admit_items(items):
+            if item.depth + 1 > self.host_settings(item.host).max_depth:
+                self.stats.skip("max_depth")  # every URL it lists would be too deep: not worth a request
+                continue
             n = self._files.get(item.host, 0)
             if n >= self.max_files:
                 self.stats.skip("sitemap_files")

@@ -15,10 +15,10 @@ lost would apply twice. The caller backs off and carries on; work it could not r
 back by `reclaim_expired` once its leases expire.
 
 Decisions the contract leaves open (the same as `SqliteStore` unless noted):
-* Seen entries are keyed by xxh3-64 of the URL (16 hex digits). Each stores the caller's `now`; an
-  entry exactly `seen_ttl` old is still seen. Redis expires it `seen_ttl + 1 s` after it was written
-  (real time), which only garbage-collects: callers' clocks are assumed not to run slower than real
-  time.
+* Seen entries are keyed by xxh3-64 of the item's `seen_key` (16 hex digits; the URL for a page). Each
+  stores the caller's `now`; an entry exactly `seen_ttl` old is still seen. Redis expires it
+  `seen_ttl + 1 s` after it was written (real time), which only garbage-collects: callers' clocks are
+  assumed not to run slower than real time.
 * `host_limits` is asked only for hosts Redis has never seen, once per host across all processes.
   Learning that costs one more EVALSHA: the script reports the unknown hosts without writing
   anything, and the call is repeated with their limits.

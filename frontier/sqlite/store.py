@@ -11,7 +11,8 @@ The file is locked exclusively while open (`locking_mode=EXCLUSIVE`): a second p
 opening it gets `ConfigError`, because opening hands back every lease and would steal live work.
 
 Decisions the contract leaves open:
-* Seen entries are keyed by a signed 64-bit xxh3 of the URL (a false "seen" needs a 64-bit collision).
+* Seen entries are keyed by a signed 64-bit xxh3 of the item's `seen_key` (its URL for a page; a false
+  "seen" needs a 64-bit collision).
 * A URL over its host's budget is counted in `over_budget` and NOT marked seen, so raising the
   budget later admits it when it is discovered again.
 * An expired seen entry makes a URL addable again even if an old copy still waits in the queue.
