@@ -16,6 +16,8 @@ COPY frontier ./frontier
 COPY configs ./configs
 RUN pip install --no-cache-dir --no-deps .
 
+# `--metrics-port 9100` serves Prometheus metrics here (docker-compose.yml does, for its prometheus service).
+EXPOSE 9100
 # Workers write pages-<id>.jsonl here; mount a volume to keep them.
 VOLUME ["/data"]
 WORKDIR /data

@@ -144,6 +144,14 @@ class FrontierStore(Protocol):
         """Current queue sizes."""
         ...
 
+    async def top_hosts(self, limit: int) -> list[tuple[str, int]]:
+        """The `limit` hosts with the most URLs queued (waiting retries included, leases not), as
+        (host, queued), most first, ties by host name; hosts with nothing queued are left out.
+
+        For monitoring: it reads every active host, so call it every few seconds, not per page.
+        """
+        ...
+
     async def dead_letters(self, limit: int = 1000, error_type: str | None = None) -> list[DeadLetter]:
         """Dead-lettered URLs (only those of `error_type` when given), oldest first, at most `limit`.
 

@@ -3,9 +3,13 @@
 A separate server process serves many virtual hosts (`h{i}.bench`) of ~23 KB HTML pages that link within
 and across hosts. The baseline is the least a crawler can do (fetch, parse links, a set for dedup);
 the crawler runs its whole pipeline (robots, politeness bookkeeping, normalization, scope, Bloom +
-seen-set, extraction, SimHash, JSONL, SQLite commits). Prints pages/s for both and the ratio.
+seen-set, extraction, SimHash, JSONL, SQLite commits). Prints pages/s for both and the ratio; with
+`--warc`, the crawler runs once more with WARC output on, and the cost per page of the archive is printed.
 
-    python scripts/bench_crawl.py [--hosts 200] [--pages 25] [--concurrency 64]
+    python scripts/bench_crawl.py [--hosts 200] [--pages 25] [--concurrency 64] [--warc] [--metrics]
+
+With `--metrics` the crawler also runs with its Prometheus endpoint on (`--metrics-port`), scraped every
+second as Prometheus would, alternating with runs without it, and the best run of each is printed.
 """
 
 from __future__ import annotations
@@ -15,11 +19,14 @@ import asyncio
 import multiprocessing
 import os
 import random
+import resource
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import urllib.request
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
@@ -159,8 +166,21 @@ async def baseline(seeds: list[str], port: int, concurrency: int) -> tuple[int, 
     return done, time.perf_counter() - started
 
 
-def run_crawler(seeds: list[str], concurrency: int) -> tuple[int, float]:
-    """The real `crawler crawl` in a subprocess; returns (pages recorded, seconds)."""
+def _scrape_every_second(port: int, stop: threading.Event) -> None:
+    while not stop.wait(1.0):
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+                resp.read()
+        except OSError:
+            pass  # not up yet, or already gone
+
+
+def run_crawler(seeds: list[str], concurrency: int, *extra: str, metrics: bool = False) -> tuple[int, float]:
+    """The real `crawler crawl` in a subprocess (`extra` flags added; with metrics on and scraped every
+    second, if asked); returns (pages recorded, seconds).
+
+    Also sets `run_crawler.cpu`: the CPU seconds (user + system) the crawler process used, a figure a busy
+    machine disturbs far less than wall time."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "out"
         seed_file = Path(tmp) / "seeds.txt"
@@ -183,12 +203,16 @@ def run_crawler(seeds: list[str], concurrency: int) -> tuple[int, float]:
             "--resolve",
             "*.bench=127.0.0.1",
             "--no-progress",
+            *extra,
         ]
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.perf_counter()
         proc = subprocess.run(
             cmd, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, check=False
         )
         elapsed = time.perf_counter() - started
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        run_crawler.cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)  # type: ignore[attr-defined]
         if proc.returncode != 0:
             raise SystemExit(f"crawler failed:\n{proc.stderr[-3000:]}")
         pages = (out / "pages.jsonl").read_bytes().count(b"\n")
@@ -201,6 +225,8 @@ def main() -> None:
     ap.add_argument("--hosts", type=int, default=200)
     ap.add_argument("--pages", type=int, default=25, help="pages per host")
     ap.add_argument("--concurrency", type=int, default=64)
+    ap.add_argument("--warc", action="store_true", help="also run the crawler with --warc and compare")
+    ap.add_argument("--metrics", action="store_true", help="also run with the metrics endpoint on, and compare")
     args = ap.parse_args()
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -215,6 +241,7 @@ def main() -> None:
         print(f"test web: {args.hosts} hosts x {args.pages} pages (~23 KB each), concurrency {args.concurrency}")
         b_pages, b_secs = asyncio.run(baseline(seeds, port, args.concurrency))
         c_pages, c_secs = run_crawler(seeds, args.concurrency)
+        c_cpu = run_crawler.cpu  # type: ignore[attr-defined]
         b_rate, c_rate = b_pages / b_secs, c_pages / c_secs
         print(f"baseline aiohttp+selectolax: {b_pages} pages in {b_secs:.2f}s = {b_rate:.0f} pages/s")
         print(
@@ -222,6 +249,26 @@ def main() -> None:
             f"= {c_rate:.0f} pages/s"
         )
         print(f"ratio crawler/baseline: {c_rate / b_rate:.2f}  (reachable pages: about {total})")
+        if args.metrics:
+            rates: dict[bool, list[float]] = {False: [c_rate], True: []}
+            for on in (True, False, True, False, True):  # alternated: this machine's load drifts
+                pages, secs = run_crawler(seeds, args.concurrency, metrics=on)
+                rates[on].append(pages / secs)
+            off, on = max(rates[False]), max(rates[True])
+            print("runs (pages/s): off", [round(r) for r in rates[False]], "on", [round(r) for r in rates[True]])
+            print(
+                f"metrics off: best {off:.0f} pages/s; on (scraped every 1 s): best {on:.0f} pages/s; "
+                f"ratio {on / off:.3f}"
+            )
+        if args.warc:
+            w_pages, w_secs = run_crawler(seeds, args.concurrency, "--warc")
+            w_cpu = run_crawler.cpu  # type: ignore[attr-defined]
+            w_rate = w_pages / w_secs
+            print(
+                f"crawler crawl --warc: {w_pages} pages in {w_secs:.2f}s = {w_rate:.0f} pages/s "
+                f"({w_rate / c_rate:.2f} of the run without WARC); CPU {w_cpu / w_pages * 1000:.2f} ms/page "
+                f"against {c_cpu / c_pages * 1000:.2f} ms/page without"
+            )
     finally:
         server.terminate()
         server.join()

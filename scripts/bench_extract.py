@@ -1,4 +1,4 @@
-"""Benchmark decode_html + extract (+ simhash64) on a generated ~25 KB page with ~100 links.
+"""Benchmark decode_html + extract (+ simhash64, the render decision) on a generated ~25 KB page with ~100 links.
 
 Usage: python scripts/bench_extract.py [--rounds N]
 """
@@ -18,6 +18,7 @@ from crawler.extract.charset import decode_html
 from crawler.extract.html import extract
 from crawler.extract.neardup import simhash64
 from crawler.extract.sniff import looks_like_html
+from crawler.render.policy import RenderPolicy
 
 _WORDS = [
     "crawler",
@@ -134,6 +135,9 @@ def main() -> None:
     both = bench(lambda: extract(decode_html(body, ctype), "politecrawler"), n)
     print(f"decode+extract         {both:8.1f} µs")
     print(f"simhash64(page.text)   {bench(lambda: simhash64(page.text), n):8.1f} µs")
+    # Runs on every page with a <script> in auto mode (the default), before anything is rendered.
+    policy = RenderPolicy()
+    print(f"render policy decide   {bench(lambda: policy.decide('site.test', 'auto', html, page), n):8.1f} µs")
 
 
 if __name__ == "__main__":

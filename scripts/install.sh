@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install the crawler into ./.venv on Debian/Ubuntu. With --test, also what the test suite needs:
-# redis-server, chromium (Playwright drives the system browser) and the test extras.
+# redis-server, chromium (Playwright drives the system browser), docker-compose and promtool (Debian's
+# `prometheus` package: the tests check configs/prometheus.yml with it) and the test extras.
 # Python packages come from the lock files (scripts/lock.sh writes them), at the exact versions and
 # hashes the tests passed with; the project itself is then installed on top without dependencies.
 set -euo pipefail
@@ -20,6 +21,7 @@ if [ "$with_tests" = 1 ]; then
   command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
   [ -x /usr/bin/chromium ] || need+=(chromium)
   command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
+  command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 fi
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing system packages: ${need[*]}" >&2

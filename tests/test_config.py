@@ -14,7 +14,7 @@ def test_default_file_matches_builtin_defaults() -> None:
 
 def test_every_builtin_key_is_documented_in_default_file() -> None:
     data = read_toml(DEFAULT_CONFIG)
-    for section in ("crawl", "politeness", "fetch", "network"):
+    for section in ("crawl", "politeness", "fetch", "network", "output"):
         documented = set(data[section])
         actual = set(getattr(Config(), section).__dataclass_fields__)
         assert documented == actual, section
@@ -35,6 +35,9 @@ def test_every_builtin_key_is_documented_in_default_file() -> None:
         ({"crawl": {"allow_domains": [".a.test"]}}, "crawl.allow_domains[0]: empty label"),
         ({"crawl": {"allow_domains": ["a.test:8080", "[::1]", ""]}}, "crawl.allow_domains[2]: empty host"),
         ({"politeness": {"robots_retry_first": 0}}, "politeness.robots_retry_first: must be >= 0.1"),
+        ({"output": {"warc": "yes"}}, "output.warc: expected true or false"),
+        ({"output": {"warc_prefix": "a/b"}}, "output.warc_prefix: letters, digits"),
+        ({"output": {"warc_gzip_level": 0}}, "output.warc_gzip_level: must be >= 1"),
     ],
 )
 def test_bad_values_name_the_key(data: dict, message: str) -> None:

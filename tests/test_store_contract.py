@@ -12,6 +12,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -538,6 +539,28 @@ async def test_counts_follow_a_small_crawl(make_store: StoreFactory) -> None:
     assert (c.queued, c.leased, c.done, c.dead, c.hosts) == (0, 0, 5, 1, 0)
 
 
+async def test_top_hosts_ranks_queued_urls_per_host(make_store: StoreFactory) -> None:
+    store = await make_store(host_limits=limits({"c.test": HostLimits(concurrency=2)}))
+    assert await store.top_hosts(5) == []
+    await store.add([url("a.test", str(i)) for i in range(2)], T0)
+    await store.add([url("b.test", str(i)) for i in range(4)], T0)
+    await store.add([url("c.test", str(i)) for i in range(2)], T0)
+    assert await store.top_hosts(5) == [("b.test", 4), ("a.test", 2), ("c.test", 2)]  # ties by name
+    assert await store.top_hosts(1) == [("b.test", 4)]
+    assert await store.top_hosts(0) == []
+    # Leased URLs are not queued; a host at its concurrency limit (out of `due`) is still ranked; a retry
+    # waiting for its time counts as queued; a host with nothing queued drops out.
+    leases = {x.item.host: x for x in await store.claim(T0, 10)}
+    more = await store.claim(T0, 10)
+    assert [x.item.host for x in more] == ["c.test"]
+    assert await store.top_hosts(5) == [("b.test", 3), ("a.test", 1)]
+    await store.complete([Outcome(leases["b.test"], "retry", host_due=T0, retry_at=T0 + 100)], T0)
+    await store.complete([done(leases["a.test"], T0)], T0)
+    assert await store.top_hosts(5) == [("b.test", 4), ("a.test", 1)]
+    await store.complete([done(leases["c.test"], T0), done(more[0], T0)], T0)
+    assert await store.top_hosts(5) == [("b.test", 4), ("a.test", 1)]
+
+
 async def test_meta_round_trip(make_store: StoreFactory) -> None:
     store = await make_store()
     assert await store.get_meta("log_offset") is None
@@ -682,6 +705,8 @@ async def test_random_walk_matches_model(make_store: StoreFactory, seed: int) ->
         )
         active = {host_of(u) for u in model.queued} | {x.item.host for x in model.leases.values()}
         assert c.hosts == len(active)
+        per_host = Counter(host_of(u) for u in model.queued)
+        assert await store.top_hosts(3) == sorted(per_host.items(), key=lambda kv: (-kv[1], kv[0]))[:3]
 
 
 # ------------------------------------------------------------------ SQLite: crash and ownership

@@ -36,6 +36,7 @@ from frontier.sqlite.store import SqliteStore
 from frontier.store import AddResult, Lease, Outcome
 from tests.conftest import page_key, read_records
 from tests.testweb import Page, Site, TestWeb, abort_connection, make_link_web, redirect
+from tests.warc_files import record_at
 
 PAGES = "pages.jsonl"
 STATS = "stats.json"
@@ -454,6 +455,36 @@ async def test_committer_writes_records_before_outcomes_and_commits_applied_offs
             assert (counts.leased, counts.done, counts.queued) == (0, 3, 3)
         stats_json = orjson.loads((out / STATS).read_bytes())
     assert {c.value for c in Counter} <= set(stats_json)
+
+
+async def test_with_warc_the_archive_is_written_before_the_log_and_its_outcomes_stay_held(tmp_path: Path) -> None:
+    """The archive writes off the event loop; while it does, the outcomes it holds up still count as pending
+    (else the worker could call a crawl finished whose links are not in the frontier yet) and their leases as
+    held. The record reaches the log after its WARC data, pointing at it."""
+    page = Page(html("p", ["/next"]))
+    clock = ManualClock()
+    out = tmp_path / "out"
+    with TestWeb({"a.test": Site(pages={"/": page, "/next": page})}) as web:
+        async with rig(out, make_config(web, output={"warc": True}), ["a.test"], clock=clock) as r:
+            worker, committer = r.built.worker, r.built.worker.committer
+            assert worker.archive is not None and committer.archive is worker.archive
+            await r.seed(web.url("a.test"))
+            lease = await r.lease()
+            finished = await r.run(lease)
+            assert finished.record is not None and finished.exchange is not None
+            worker.archive.add_page(finished.record, finished.exchange)  # what the worker does with a record
+            worker.sink.write(finished.record)
+            committer.add(finished.outcome)
+            applying = asyncio.create_task(committer.apply())
+            await asyncio.sleep(0)  # the apply now waits for the archive's thread
+            assert committer.pending == 1 and committer.held_tokens() == [lease.token]
+            assert r.pages.stat().st_size == 0
+            await applying
+            assert committer.pending == 0 and (await r.store.counts()).queued == 1  # /next is in the frontier
+            (rec,) = read_records(r.pages)
+            ptr = rec["warc"]
+            found = record_at(out / ptr["file"], ptr["offset"])
+            assert found["type"] == "response" and found["warc"]["WARC-Target-URI"] == rec["url"]
 
 
 # ---------------------------------------------------------------------------------------------------

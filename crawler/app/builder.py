@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from crawler.core.config import Config, HostSettings
 from crawler.core.stats import Stats
@@ -27,6 +27,7 @@ from crawler.fetch.robots import RobotsCache, RobotsFetch
 from crawler.ingest.admit import Ingest
 from crawler.ingest.scope import Scope
 from crawler.output.sink import RecordLog
+from crawler.output.warc import WarcArchive
 from crawler.worker.analyze import PageAnalyzer
 from crawler.worker.commit import Committer
 from crawler.worker.frontier import WorkerFrontier
@@ -34,6 +35,10 @@ from crawler.worker.lease import LeaseRunner
 from crawler.worker.loop import Worker
 from crawler.worker.sitemaps import SitemapReader
 from crawler.worker.slot import HostSlots
+
+if TYPE_CHECKING:  # prometheus_client and Playwright load only when a crawl uses them
+    from crawler.app.metrics import Metrics
+    from crawler.render.renderer import Renderer
 
 #: ~8 KiB per parsed robots.txt: 20k origins bound the cache near 160 MiB; an evicted origin's
 #: robots.txt is simply fetched again (through the host's slot like any request).
@@ -94,6 +99,7 @@ class Crawling:
     slots: HostSlots
     robots: RobotsCache
     http: HttpFetcher
+    renderer: Renderer | None = None
 
 
 async def build_worker(
@@ -110,13 +116,17 @@ async def build_worker(
     share_robots: Callable[[RobotsFetch], RobotsFetch] | None = None,
     replay: dict[str, dict[str, Any]] | None = None,
     defer_scope: bool = False,
+    worker_id: str | None = None,
     clock: Callable[[], float] = time.time,
+    metrics: Metrics | None = None,
 ) -> Crawling:
-    """Open the HTTP session and the record log on `stack` and wire a `Worker` around `frontier`.
+    """Open the HTTP session, the record log (and WARC archive) on `stack`; wire a `Worker` around `frontier`.
 
     `share_robots` wraps the robots.txt fetch (the cluster shares robots.txt bodies in Redis); it sits
     outside the host's gate, so an answer found in the shared cache costs the host no request.
     `defer_scope`: links outside this process's copy of the scope go on to the frontier, which judges.
+    `metrics`: the process's endpoint, if it has one; it then shows this worker's counters and timings.
+    `worker_id` names this process's WARC files (default: hostname-pid).
     """
     settings = host_settings or cfg.for_host
     policy = AddressPolicy(
@@ -124,6 +134,7 @@ async def build_worker(
         allow_private=cfg.network.allow_private,
         allowed_ports=lambda host: settings(host).allow_ports,
     )
+    archive = WarcArchive.for_crawl(cfg, sink_path.parent, worker_id)
     f = cfg.fetch
     http = await stack.enter_async_context(
         HttpFetcher(
@@ -134,9 +145,17 @@ async def build_worker(
             total_timeout=f.total_timeout,
             max_body_bytes=f.max_body_bytes,
             max_connections=max(cfg.crawl.concurrency, 8),
+            latency=metrics.fetch_seconds if metrics is not None else None,
+            on_exchange=archive.add_exchange if archive is not None else None,
         )
     )
-    slots = HostSlots(settings, cfg.politeness, clock=clock, guard=frontier.valid)
+    slots = HostSlots(
+        settings,
+        cfg.politeness,
+        clock=clock,
+        guard=frontier.valid,
+        waits=metrics.politeness_wait if metrics is not None else None,
+    )
     fetch_robots = gated(robots_fetcher(http), slots)
     if share_robots is not None:
         fetch_robots = share_robots(fetch_robots)
@@ -169,6 +188,9 @@ async def build_worker(
     sitemaps = SitemapReader(cfg, ingest, stats, settings)
     sink = RecordLog(sink_path)
     stack.callback(sink.close)
+    if archive is not None:
+        # Entered after the log: it closes first, so records still queued get their pointers.
+        await stack.enter_async_context(archive)
     runner = LeaseRunner(
         config=cfg,
         fetcher=fetcher,
@@ -181,7 +203,7 @@ async def build_worker(
         sitemaps=sitemaps,
         clock=clock,
     )
-    committer = Committer(frontier, sink, stats, stats_path=stats_path, clock=clock)
+    committer = Committer(frontier, sink, stats, stats_path=stats_path, archive=archive, clock=clock)
     worker = Worker(
         config=cfg,
         frontier=frontier,
@@ -191,6 +213,10 @@ async def build_worker(
         ingest=ingest,
         stats=stats,
         replay=replay,
+        archive=archive,
         clock=clock,
     )
-    return Crawling(worker, ingest, slots, robots, http)
+    if metrics is not None:
+        metrics.watch_stats(stats)
+        metrics.watch_worker(robots, renderer, lambda: len(worker.tasks))
+    return Crawling(worker, ingest, slots, robots, http, renderer)

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from crawler.app.exits import EXIT_OK, EXIT_USAGE, interrupted, job_exit
-from crawler.app.flags import config_flags, number, overrides_from
+from crawler.app.flags import config_flags, metrics_flags, number, overrides_from
 from crawler.core.config import Config, load_config
 from crawler.core.errors import ConfigError
 
@@ -32,6 +32,7 @@ def _crawl_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type
     p.add_argument("--redis", metavar="URL", help="run frontier and worker in this process on a Redis job instead")
     p.add_argument("--job", default="default", help="job name with --redis (default: default)")
     p.add_argument("--no-progress", action="store_true", help="no live progress display")
+    metrics_flags(p)
 
 
 def _config(args: argparse.Namespace) -> Config:

@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 
 from crawler.app.exits import EXIT_FAILED, EXIT_OK, job_exit, service_exit
-from crawler.app.flags import config_flags, number, overrides_from
+from crawler.app.flags import config_flags, metrics_flags, number, overrides_from
 from crawler.core.errors import ConfigError
 from crawler.ingest.seeds import read_seeds
 
@@ -172,6 +172,7 @@ def add_cluster_commands(sub: argparse._SubParsersAction) -> None:  # type: igno
     p = sub.add_parser("frontier", help="run the frontier service of a Redis job")
     _cluster_flags(p)
     config_flags(p)
+    metrics_flags(p)
     p.set_defaults(handler=_cmd_frontier)
 
     p = sub.add_parser("worker", help="run a worker of a Redis job (as many as you like, on any machine)")
@@ -180,6 +181,7 @@ def add_cluster_commands(sub: argparse._SubParsersAction) -> None:  # type: igno
     p.add_argument("--id", help="worker id (default: host-pid-random)")
     p.add_argument("-o", "--out", type=Path, default=Path("crawl-out"), help="output folder (pages-ID.jsonl)")
     p.add_argument("--exit-when-done", action="store_true", help="exit once the job has nothing queued or in flight")
+    metrics_flags(p)
     p.set_defaults(handler=_cmd_worker)
 
     p = sub.add_parser("submit", help="queue seed URLs (and the job's config) on a Redis job; idempotent")

@@ -17,12 +17,13 @@ from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import redis.asyncio as aioredis
 
 from crawler.app.builder import Stopper, build_worker, make_scope
+from crawler.app.metrics_http import open_metrics
 from crawler.cluster.remote import (
     LiveDomains,
     RedisNearDup,
@@ -32,16 +33,20 @@ from crawler.cluster.remote import (
     with_redis_retry,
 )
 from crawler.cluster.service import FrontierService, ServiceTiming
-from crawler.core.config import Config, config_from_dict, load_config_data
+from crawler.core.config import Config, MetricsSettings, config_from_dict, load_config_data
 from crawler.core.errors import ConfigError
 from crawler.core.stats import Counter, Stats
 from crawler.core.urlitem import UrlItem
 from crawler.core.urlnorm import host_key
 from crawler.ingest.admit import Ingest
 from crawler.ingest.scope import Scope, seed_domains
+from frontier.redis.client import CountingRedis
 from frontier.redis.keys import ClusterKeys
 from frontier.redis.store import RedisStore
 from frontier.store import AddResult
+
+if TYPE_CHECKING:
+    from crawler.app.metrics import Metrics
 
 log = logging.getLogger("crawler.app.distributed")
 
@@ -64,11 +69,16 @@ class ClusterOptions:
         return ClusterKeys(self.job)
 
 
-def connect(url: str) -> aioredis.Redis:
-    """A Redis client with bounded timeouts, owned by the caller (close with `aclose`)."""
+def connect(url: str) -> CountingRedis:
+    """A Redis client with bounded timeouts, owned by the caller (close with `aclose`); it counts its traffic."""
     if not url.startswith(("redis://", "rediss://", "unix://")):
         raise ConfigError(f"--redis: expected a redis:// or rediss:// URL, got {url!r}")
-    return aioredis.from_url(url, socket_timeout=5, socket_connect_timeout=5, health_check_interval=10)
+    return CountingRedis.from_url(url, socket_timeout=5, socket_connect_timeout=5, health_check_interval=10)
+
+
+def local_metrics(opts: ClusterOptions) -> MetricsSettings:
+    """This process's `[metrics]` from its own files and flags: a job's stored configuration has none."""
+    return config_from_dict(load_config_data(opts.config_paths, opts.overrides)).metrics
 
 
 async def job_config(redis: aioredis.Redis, opts: ClusterOptions) -> Config:
@@ -87,7 +97,7 @@ async def _scope(redis: aioredis.Redis, keys: ClusterKeys, cfg: Config) -> Scope
     return make_scope(cfg, [m.decode() for m in await redis.smembers(keys.scope)])
 
 
-async def _open(stack: AsyncExitStack, opts: ClusterOptions) -> tuple[aioredis.Redis, Config, RedisStore]:
+async def _open(stack: AsyncExitStack, opts: ClusterOptions) -> tuple[CountingRedis, Config, RedisStore]:
     redis = connect(opts.redis_url)
     stack.push_async_callback(redis.aclose)
     cfg = await job_config(redis, opts)
@@ -114,9 +124,14 @@ async def run_frontier(
     until_done: bool = False,
     timing: ServiceTiming | None = None,
     stopper: Stopper | None = None,
+    metrics: Metrics | None = None,
 ) -> None:
-    """`crawler frontier`: serve the job until a signal or `stop` (or done, with `until_done`)."""
+    """`crawler frontier`: serve the job until a signal or `stop` (or done, with `until_done`).
+
+    `metrics`: the process's endpoint when the caller opened one (`crawl --redis`), else its own if configured.
+    """
     async with AsyncExitStack() as stack:
+        metrics = metrics or await open_metrics(stack, local_metrics(opts))
         redis, cfg, store = await _open(stack, opts)
         stats = Stats()
         ingest = Ingest(cfg, await _scope(redis, opts.keys, cfg), stats)
@@ -133,6 +148,14 @@ async def run_frontier(
             scope_of=lambda names: make_scope(cfg, names),
             max_pages=cfg.crawl.max_pages,
         )
+        if metrics is not None:
+            metrics.watch_stats(stats)
+            metrics.watch_redis(redis.traffic)
+            metrics.watch_redis(store.traffic)
+            metrics.watch_frontier(
+                lambda: service.leader, lambda: len(service.members.ring.members) if service.leader else 0
+            )
+            metrics.watch_store(stack, store)
         (stopper or Stopper().install(stack)).listen(lambda _reason: service.stop())
         await _with_backoff(
             lambda: service.run(until_done=until_done), opts.redis_deadline, "frontier", on_error=service.after_outage
@@ -177,12 +200,20 @@ async def run_worker(
     out: Path = Path("crawl-out"),
     exit_when_done: bool = False,
     stopper: Stopper | None = None,
+    metrics: Metrics | None = None,
 ) -> dict[str, Any]:
-    """`crawler worker`: fetch the leases the frontier sends this worker; records to OUT/pages-ID.jsonl."""
+    """`crawler worker`: fetch the leases the frontier sends this worker; records to OUT/pages-ID.jsonl.
+
+    `metrics`: the process's endpoint when the caller opened one (`crawl --redis`), else its own if configured.
+    """
     wid = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:4]}"
     keys = opts.keys
     async with AsyncExitStack() as stack:
+        metrics = metrics or await open_metrics(stack, local_metrics(opts))
         redis, cfg, store = await _open(stack, opts)
+        if metrics is not None:
+            metrics.watch_redis(redis.traffic)
+            metrics.watch_redis(store.traffic)
         stats = Stats()
         domains = LiveDomains(redis, keys, cfg)
         await domains.refresh()
@@ -209,6 +240,8 @@ async def run_worker(
             host_settings=domains.for_host,
             share_robots=shared_robots(redis, keys, cfg.politeness.robots_ttl, opts.redis_deadline),
             defer_scope=True,  # the frontier holds the job's scope; this copy is only refreshed every 2 s
+            metrics=metrics,
+            worker_id=wid,
         )
         worker = built.worker
         (stopper or Stopper().install(stack)).listen(worker.stop)
@@ -251,6 +284,7 @@ async def submit(opts: ClusterOptions, seeds: list[str], *, store_config: bool) 
         if store_config:
             data = load_config_data(opts.config_paths, opts.overrides)
             config_from_dict(data)  # validate before storing
+            data.pop("metrics", None)  # each process's own (two workers on one machine need two ports)
             await redis.set(opts.keys.config, orjson.dumps(data))
         cfg = await job_config(redis, opts)
         domains = seed_domains(seeds)
@@ -336,13 +370,16 @@ async def domain_command(opts: ClusterOptions, action: str, host: str | None, va
 
 async def run_combined(opts: ClusterOptions, seeds: list[str], *, out: Path, worker_id: str | None = None) -> dict:
     """`crawler crawl --redis`: submit, then a frontier and a worker in one process until the job is done."""
-    if seeds:
-        await submit(opts, seeds, store_config=bool(opts.config_paths or opts.overrides))
+    job_overrides = {k: v for k, v in opts.overrides.items() if k != "metrics"}
     async with AsyncExitStack() as stack:
+        # One endpoint for the process, opened before anything else (a port in use stops us first).
+        metrics = await open_metrics(stack, local_metrics(opts))
+        if seeds:
+            await submit(opts, seeds, store_config=bool(opts.config_paths or job_overrides))
         stopper = Stopper().install(stack)  # one registration: a signal stops the worker and the frontier
-        frontier = asyncio.create_task(run_frontier(opts, stopper=stopper))
+        frontier = asyncio.create_task(run_frontier(opts, stopper=stopper, metrics=metrics))
         worker = asyncio.create_task(
-            run_worker(opts, worker_id=worker_id, out=out, exit_when_done=True, stopper=stopper)
+            run_worker(opts, worker_id=worker_id, out=out, exit_when_done=True, stopper=stopper, metrics=metrics)
         )
         try:
             done, _ = await asyncio.wait({frontier, worker}, return_when=asyncio.FIRST_COMPLETED)

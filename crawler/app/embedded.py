@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 
 from crawler.app.builder import Stopper, build_worker, make_scope
+from crawler.app.metrics_http import open_metrics
 from crawler.core.config import Config
 from crawler.core.errors import ConfigError
 from crawler.core.stats import Stats
@@ -24,6 +25,7 @@ from crawler.fetch.robots import RobotsCache
 from crawler.ingest.scope import Scope, seed_domains
 from crawler.output.progress import report_progress
 from crawler.output.sink import RecordLog
+from crawler.output.warc import WARC_DIR, remove_all
 from crawler.worker.frontier import StoreFrontier
 from frontier.sqlite.store import DB_FILENAME, SqliteStore
 
@@ -106,6 +108,7 @@ async def run_crawl(job: CrawlJob) -> dict[str, Any]:
         if job.fresh:
             for name in (PAGES, STATS, *FRONTIER_FILES):
                 (job.out / name).unlink(missing_ok=True)
+            remove_all(job.out / WARC_DIR)
         return await _run(job)
 
 
@@ -114,8 +117,11 @@ async def _run(job: CrawlJob) -> dict[str, Any]:
     stats = Stats()
 
     async with AsyncExitStack() as stack:
+        metrics = await open_metrics(stack, cfg.metrics)  # first: a port in use stops us before any work
         store = await SqliteStore.open(job.out, host_limits=cfg.host_limits, seen_ttl=cfg.crawl.seen_ttl)
         stack.push_async_callback(store.close)
+        if metrics is not None:
+            metrics.watch_store(stack, store)
         scope = _scope(job, orjson.loads(await store.get_meta("allow_domains") or "[]"))
         await store.set_meta("allow_domains", orjson.dumps(sorted(scope.allow_domains)).decode())
         saved = await store.get_meta("stats")
@@ -138,6 +144,7 @@ async def _run(job: CrawlJob) -> dict[str, Any]:
             sink_path=job.out / PAGES,
             stats_path=job.out / STATS,
             replay=replay,
+            metrics=metrics,
         )
         worker = built.worker
         added = await store.add(built.ingest.admit_seeds(job.seeds), time.time())

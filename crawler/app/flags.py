@@ -62,6 +62,28 @@ def config_flags(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--allow-private", action="store_true", help="allow hosts on private/loopback addresses")
     p.add_argument("--no-sitemaps", action="store_true", help="read no robots.txt Sitemap lines and no /sitemap.xml")
+    p.add_argument("--warc", action="store_true", help="also write WARC files to OUT/warc (output.warc = true)")
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number 1..65535 (0: off), got {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number 1..65535 (0: off), got {text!r}")
+    return value
+
+
+def metrics_flags(p: argparse.ArgumentParser) -> None:
+    """The Prometheus endpoint flags of `crawl`, `frontier` and `worker` (they override `[metrics]`)."""
+    p.add_argument(
+        "--metrics-port",
+        type=_port,
+        metavar="PORT",
+        help="serve Prometheus metrics on http://HOST:PORT/metrics (default: metrics.port, 0 = off)",
+    )
+    p.add_argument("--metrics-host", metavar="HOST", help="address the metrics endpoint listens on (default 127.0.0.1)")
 
 
 def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
@@ -86,4 +108,13 @@ def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
         network["allow_private"] = True
     if network:
         out["network"] = network
+    metrics: dict[str, Any] = {}
+    if getattr(args, "metrics_port", None) is not None:
+        metrics["port"] = args.metrics_port
+    if getattr(args, "metrics_host", None) is not None:
+        metrics["host"] = args.metrics_host
+    if metrics:
+        out["metrics"] = metrics
+    if getattr(args, "warc", False):
+        out["output"] = {"warc": True}
     return out

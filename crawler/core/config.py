@@ -25,6 +25,7 @@ DEFAULT_CONFIG = Path(__file__).resolve().parent.parent.parent / "configs" / "de
 
 RENDER_MODES = ("never", "auto", "always")
 _TOKEN = re.compile(r"[A-Za-z_-]+")
+_PREFIX = re.compile(r"[A-Za-z0-9._-]{1,64}")  # a WARC file name prefix: safe in any file system
 
 
 def _range(lo: float | None = None, hi: float | None = None) -> dict[str, Any]:
@@ -115,6 +116,25 @@ class NetworkSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class MetricsSettings:
+    """The `[metrics]` section: this process's Prometheus endpoint (never stored with a Redis job)."""
+
+    port: int = field(default=0, metadata=_range(0, 65535))  # 0: no endpoint
+    host: str = "127.0.0.1"
+    top_hosts: int = field(default=10, metadata=_range(0, 1000))
+
+
+@dataclass(frozen=True, slots=True)
+class OutputSettings:
+    """The `[output]` section: what is written besides the record log."""
+
+    warc: bool = False
+    warc_max_bytes: int = field(default=1_000_000_000, metadata=_range(1024))
+    warc_prefix: str = "crawl"
+    warc_gzip_level: int = field(default=6, metadata=_range(1, 9))
+
+
+@dataclass(frozen=True, slots=True)
 class DomainSettings:
     """One `[domains."…"]` entry; None means "inherit the default"."""
 
@@ -167,6 +187,8 @@ class Config:
     politeness: PolitenessSettings = PolitenessSettings()
     fetch: FetchSettings = FetchSettings()
     network: NetworkSettings = NetworkSettings()
+    metrics: MetricsSettings = MetricsSettings()
+    output: OutputSettings = OutputSettings()
     domains: dict[str, DomainSettings] = field(default_factory=dict)
 
     def for_host(self, host: str) -> HostSettings:
@@ -212,6 +234,8 @@ _SECTIONS: dict[str, type] = {
     "politeness": PolitenessSettings,
     "fetch": FetchSettings,
     "network": NetworkSettings,
+    "metrics": MetricsSettings,
+    "output": OutputSettings,
 }
 
 
@@ -325,6 +349,8 @@ def config_from_dict(data: dict[str, Any]) -> Config:
         for i, port in enumerate(d.allow_ports or ()):
             if not 0 <= port <= 65535:
                 raise ConfigError(f'domains."{name}".allow_ports[{i}]: must be a port 0..65535, got {port!r}')
+    if not _PREFIX.fullmatch(cfg.output.warc_prefix):
+        raise ConfigError(f"output.warc_prefix: letters, digits, '.', '_' or '-' only, got {cfg.output.warc_prefix!r}")
     if cfg.fetch.total_timeout < cfg.fetch.connect_timeout:
         raise ConfigError("fetch.total_timeout: must be >= fetch.connect_timeout")
     return cfg

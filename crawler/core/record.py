@@ -43,6 +43,7 @@ class Record:
     error: dict[str, str] | None = None
     attempts: int = 1
     dead_letter: bool = False
+    warc: dict[str, Any] | None = None  # {"file", "offset", "length"} of the response's WARC record
     sitemap_urls: int | None = None  # a sitemap's record: the URLs it listed (pages: null)
 
     def to_json(self) -> bytes:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from urllib.parse import urljoin
@@ -14,6 +14,8 @@ import aiohttp
 from yarl import URL
 
 from crawler.core.errors import CrawlError, ErrorType
+from crawler.core.exchange import Exchange
+from crawler.core.histogram import Histogram
 from crawler.fetch.codecs import ACCEPT_ENCODING, DECODE_ERRORS, Decoder, make_decoder
 from crawler.fetch.http_errors import map_error
 from crawler.fetch.net import AddressPolicy, GuardedResolver
@@ -41,6 +43,7 @@ class Response:
     wire_bytes: int
     ip: str | None
     truncated: bool = False  # body cut at the cap (only when fetched with truncate=True)
+    exchange: Exchange | None = None  # the wire view, only when the fetcher has an `on_exchange` listener
 
 
 def _parse_content_type(value: str | None) -> tuple[str | None, str | None]:
@@ -89,8 +92,14 @@ class HttpFetcher:
         max_connections: int = 256,
         max_per_host: int = 8,
         verify_tls: bool = True,
+        latency: Histogram | None = None,
+        on_exchange: Callable[[Exchange], None] | None = None,
     ) -> None:
         self.policy = policy
+        self.latency = latency  # every response's seconds, when metrics are on
+        # Told of every response received (pages, robots.txt, redirect hops, render subrequests): this
+        # client is the crawl's only way onto the network, so an archive listening here misses nothing.
+        self.on_exchange = on_exchange
         self.user_agent = user_agent
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
@@ -203,17 +212,24 @@ class HttpFetcher:
         req_headers = self._request_headers(headers, accept)
 
         started = time.perf_counter()
+        wall = time.time()
         phase = "connect"
         deadline = asyncio.timeout(self.total_timeout)
+        listener = self.on_exchange
         try:
             async with deadline, session.get(u, headers=req_headers, allow_redirects=False) as resp:
                 phase = "body"
                 try:
-                    return await self._read(resp, url, cap, started, truncate)
+                    response = await self._read(resp, url, cap, started, truncate, wall if listener else None)
+                    if listener is not None and response.exchange is not None:
+                        listener(response.exchange)
                 except BaseException:
                     # Drop the half-read connection rather than returning it to the pool.
                     resp.close()
                     raise
+            if self.latency is not None:
+                self.latency.observe(response.elapsed_ms / 1000.0)
+            return response
         except CrawlError as exc:
             # A traceback pins the frames it passed through, and `_read`'s holds up to a cap's worth of
             # decoded body plus the decoder's window; callers keep the error (in a reference cycle with
@@ -225,8 +241,14 @@ class HttpFetcher:
 
     @staticmethod
     async def _read(
-        resp: aiohttp.ClientResponse, url: str, cap: int, started: float, truncate: bool = False
+        resp: aiohttp.ClientResponse,
+        url: str,
+        cap: int,
+        started: float,
+        truncate: bool = False,
+        wall: float | None = None,
     ) -> Response:
+        """Read the body of `resp`; with `wall` (the request's start), also the wire view for the archive."""
         rh = resp.headers
         # Best effort: a small body may already have released `resp.connection` (the public route), but
         # the private `resp._protocol` keeps its transport, whose peername asyncio cached at connect time;
@@ -247,6 +269,9 @@ class HttpFetcher:
                 encoding = None
 
         parts: list[bytes] = []
+        # The encoded bytes, kept for the archive only (without content coding the body is the payload);
+        # capped like the body, since trailing garbage after a compressed stream is read but not decoded.
+        raw: list[bytes] | None = [] if wall is not None and encoding is not None else None
         wire = 0
         size = 0
         decoder: Decoder | None = None
@@ -269,6 +294,8 @@ class HttpFetcher:
                 size += len(chunk)
                 parts.append(chunk)
             else:
+                if raw is not None and wire <= cap:
+                    raw.append(chunk)
                 if decoder is None:
                     # Created on the first body byte so empty 204/304/redirect bodies never fail.
                     decoder = make_decoder(encoding)
@@ -304,11 +331,18 @@ class HttpFetcher:
         location = headers.get("location")
         if location is not None:
             location = urljoin(url, location.strip())
+        body = parts[0] if len(parts) == 1 else b"".join(parts)
+        exchange = None
+        if wall is not None:
+            if raw is None:  # no content coding: the body is the payload (the same object, not a copy)
+                exchange = _exchange(resp, url, wall, ip, body, cut)
+            else:
+                exchange = _exchange(resp, url, wall, ip, b"".join(raw), cut or wire > cap)
         return Response(
             url=url,
             status=resp.status,
             headers=headers,
-            body=parts[0] if len(parts) == 1 else b"".join(parts),
+            body=body,
             content_type=content_type,
             charset=charset,
             location=location,
@@ -317,4 +351,27 @@ class HttpFetcher:
             wire_bytes=wire,
             ip=ip,
             truncated=cut,
+            exchange=exchange,
         )
+
+
+def _exchange(
+    resp: aiohttp.ClientResponse, url: str, wall: float, ip: str | None, payload: bytes, cut: bool
+) -> Exchange:
+    """The wire view of one hop: the request aiohttp sent (its headers as written) and the response's head."""
+    info = resp.request_info
+    version = resp.version
+    return Exchange(
+        url=url,
+        started=wall,
+        ip=ip,
+        method=info.method,
+        target=info.url.raw_path_qs or "/",
+        request_headers=tuple(info.headers.items()),
+        http_version=f"{version.major}.{version.minor}" if version is not None else "1.1",
+        status=resp.status,
+        reason=resp.reason or "",
+        headers=tuple(resp.raw_headers),
+        payload=payload,
+        cut=cut,
+    )

@@ -98,6 +98,9 @@ class RobotsCache:
         self._inflight: dict[str, asyncio.Task[RobotsRules]] = {}
         # Origins without usable rules since their last failed fetch(es); bounded like `_entries`.
         self._waiting: dict[str, Waiting] = {}
+        # For the metrics endpoint: `get` answered from the cache, or not (it fetched or joined a fetch).
+        self.hits = 0
+        self.misses = 0
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -116,7 +119,9 @@ class RobotsCache:
         origin = origin.rstrip("/")
         rules = self.cached(origin)
         if rules is not None:
+            self.hits += 1
             return rules
+        self.misses += 1
         task = self._inflight.get(origin)
         if task is None:
             task = asyncio.get_running_loop().create_task(self._refresh(origin))

@@ -1,6 +1,7 @@
 """The output log: one JSON line per URL that reached a final outcome.
 
-Lines are buffered and written on `flush`, which returns the file offset the frontier then commits.
+Records are buffered and serialized on `flush` (an archive may still fill in where its WARC copy is),
+which returns the file offset the frontier then commits.
 After a crash, lines past the committed offset are records whose frontier state was lost: `tail`
 reads them back so the crawler can finish those URLs without fetching or recording them twice.
 """
@@ -21,19 +22,26 @@ class RecordLog:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._buf: list[bytes] = []
+        self._buf: list[Record] = []
         self._fh = open(path, "ab")  # noqa: SIM115 - owned by this object, closed in close()
         self.offset = self._fh.tell()
 
     def write(self, record: Record) -> None:
         """Queue one record; it reaches the file on the next `flush`."""
-        self._buf.append(record.to_json())
+        self._buf.append(record)
 
-    def flush(self) -> int:
-        """Write queued records; returns the new end offset (what the frontier may commit)."""
-        if self._buf:
-            data = b"".join(self._buf)
-            self._buf.clear()
+    @property
+    def pending(self) -> int:
+        """Records queued and not yet written."""
+        return len(self._buf)
+
+    def flush(self, count: int | None = None) -> int:
+        """Write the first `count` queued records (all by default); returns the new end offset (what the
+        frontier may commit)."""
+        n = len(self._buf) if count is None else min(count, len(self._buf))
+        if n:
+            data = b"".join(rec.to_json() for rec in self._buf[:n])
+            del self._buf[:n]
             self._fh.write(data)
             self._fh.flush()
             self.offset += len(data)

@@ -141,6 +141,7 @@ class BrowserPool:
         self.fallbacks = fallbacks
         self.executable_path: str | None = None
         self.launches = 0
+        self.in_use = 0  # renders holding one of the `size` places now (the metrics endpoint shows it)
         # A no-op switch Chromium ignores; it marks our browser process in /proc for RSS and cleanup.
         self._marker = f"--crawler-browser-pool={uuid.uuid4().hex}"
         self._pw: Playwright | None = None
@@ -153,7 +154,10 @@ class BrowserPool:
     # -- lifecycle ---------------------------------------------------------------------------------
 
     async def __aenter__(self) -> BrowserPool:
-        await self._start_driver()
+        try:
+            await self._start_driver()
+        except (PlaywrightError, OSError) as exc:
+            raise BrowserUnavailable(f"Playwright's driver did not start: {exc}") from exc
         assert self._pw is not None
         own: str | None = None
         if self.fallbacks:
@@ -267,18 +271,25 @@ class BrowserPool:
         if self._closed or self._pw is None:
             raise RuntimeError("BrowserPool.render called outside 'async with'")
         async with self._slots:
-            last: _Crashed | None = None
-            for _attempt in range(2):
-                browser = self._browser
-                if browser is None or not browser.is_connected():
-                    browser = await self._relaunch(browser)
-                try:
-                    return await self._render_once(browser, url, body, content_type, fetch_sub)
-                except _Crashed as exc:
-                    last = exc
-                    if not exc.page_only:
-                        await self._relaunch(browser)
-            raise CrawlError(ErrorType.BROWSER_ERROR, f"{url}: browser crashed twice: {last}")
+            self.in_use += 1
+            try:
+                return await self._render_with_retry(url, body, content_type, fetch_sub)
+            finally:
+                self.in_use -= 1
+
+    async def _render_with_retry(self, url: str, body: bytes, content_type: str, fetch_sub: SubFetch) -> Rendered:
+        last: _Crashed | None = None
+        for _attempt in range(2):
+            browser = self._browser
+            if browser is None or not browser.is_connected():
+                browser = await self._relaunch(browser)
+            try:
+                return await self._render_once(browser, url, body, content_type, fetch_sub)
+            except _Crashed as exc:
+                last = exc
+                if not exc.page_only:
+                    await self._relaunch(browser)
+        raise CrawlError(ErrorType.BROWSER_ERROR, f"{url}: browser crashed twice: {last}")
 
     async def _render_once(
         self, browser: Browser, url: str, body: bytes, content_type: str, fetch_sub: SubFetch

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from crawler.core.errors import CrawlError, ErrorType
 from crawler.core.record import Record
@@ -18,6 +18,14 @@ from crawler.ingest.admit import Ingest
 if TYPE_CHECKING:  # the browser stack (Playwright) loads only when a crawl renders
     from crawler.render.renderer import Renderer
     from crawler.render.types import SubFetch
+
+
+class Analysis(NamedTuple):
+    """What analyzing a page gave besides the record's fields."""
+
+    error: CrawlError | None
+    links: list[str]  # to follow
+    dom: str | None = None  # the rendered DOM, when a browser rendered the page
 
 
 class PageAnalyzer:
@@ -52,8 +60,9 @@ class PageAnalyzer:
         fetch_sub: SubFetch | None = None,
         max_outlinks: int | None = None,
         follow_near_duplicates: bool | None = None,
-    ) -> tuple[CrawlError | None, list[str]]:
-        """Fill `rec` from an HTML body; returns (error, links to follow). Non-HTML is left unparsed.
+    ) -> Analysis:
+        """Fill `rec` from an HTML body; returns the error, links to follow and rendered DOM. Non-HTML is
+        left unparsed.
 
         `max_outlinks` and `follow_near_duplicates` are the host's settings (None: the crawl's defaults).
         """
@@ -64,7 +73,7 @@ class PageAnalyzer:
         if resp.charset:
             ctype = f"{ctype or 'text/html'}; charset={resp.charset}"
         if not looks_like_html(body, ctype):
-            return None, []
+            return Analysis(None, [])
         html = decode_html(body, ctype)
         try:
             page = extract(html, self.token, self.parsers)
@@ -73,7 +82,8 @@ class PageAnalyzer:
             self._count_cut(rec, cut)
             rec.links = links
             rec.links_followed = True
-            return CrawlError(ErrorType.PARSE_ERROR, f"{type(exc).__name__}: {exc}"), links
+            return Analysis(CrawlError(ErrorType.PARSE_ERROR, f"{type(exc).__name__}: {exc}"), links)
+        dom = None
         if self.renderer is not None and fetch_sub is not None:
             decision = self.renderer.decide(host, render_mode, html, page)
             rec.render_reason = decision.reason
@@ -87,7 +97,7 @@ class PageAnalyzer:
                     fetch_sub=fetch_sub,
                 )
                 if result is not None:
-                    page = result
+                    page, dom = result
                     rec.rendered = True
         base = final_url
         if page.base_href:
@@ -115,7 +125,7 @@ class PageAnalyzer:
         rec.simhash = format_simhash(fp)
         rec.text_chars = len(page.text)
         rec.near_duplicate_of = dup
-        return None, links if follow else []
+        return Analysis(None, links if follow else [], dom)
 
     def _count_cut(self, rec: Record, cut: int) -> None:
         """Distinct URLs `max_outlinks` cut from the page: in the record and in stats (every drop is counted)."""

@@ -4,6 +4,9 @@ A record is appended to the output log first; its outcome is applied to the fron
 log was flushed, and a checkpoint commits the log offset up to which every record's outcome was
 applied. A crash therefore leaves the frontier at most *behind* the log: the records past the
 committed offset are read back on start (replay) and finish their URLs without a second fetch.
+
+With a WARC archive, each flush of the log is preceded by a flush of the archive covering exactly the
+records about to be written, so every `warc` pointer in the log names data already in a WARC file.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from crawler.core.errors import LeasesLost
 from crawler.core.stats import Counter, Stats
 from crawler.output.files import write_json_atomic
 from crawler.output.sink import RecordLog
+from crawler.output.warc import WarcArchive
 from crawler.worker.frontier import WorkerFrontier
 from frontier.store import Outcome
 
@@ -39,17 +43,21 @@ class Committer:
         stats: Stats,
         *,
         stats_path: Path | None = None,
+        archive: WarcArchive | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.frontier = frontier
         self.sink = sink
+        self.archive = archive
         self.stats = stats
         self.stats_path = stats_path
         self.clock = clock
         self._pending: list[Outcome] = []
+        self._archiving: list[Outcome] = []  # taken by an apply that waits for the archive: still held
         self._applied_offset = sink.offset  # the log up to here has every outcome applied
         self.on_applied: Callable[[], None] | None = None  # called after each batch handed on
         self._applying = asyncio.Lock()  # batches go out one at a time, so offsets advance in order
+        self._epoch = 0  # counts `discard`s
 
     def add(self, outcome: Outcome) -> None:
         """Queue an outcome; its record (if any) must already be written to the sink."""
@@ -58,11 +66,11 @@ class Committer:
     @property
     def pending(self) -> int:
         """Outcomes not yet handed to the frontier."""
-        return len(self._pending)
+        return len(self._pending) + len(self._archiving)
 
     def held_tokens(self) -> list[int]:
         """Tokens of leases finished here but not yet handed to the frontier."""
-        return [o.lease.token for o in self._pending]
+        return [o.lease.token for o in (*self._pending, *self._archiving)]
 
     async def apply(self) -> None:
         """Flush the log, then hand every pending outcome (and its links) to the frontier."""
@@ -74,8 +82,22 @@ class Committer:
     async def _apply(self) -> None:
         if not self._pending:
             return
-        offset = self.sink.flush()  # records reach the log before their leases are acknowledged
         outcomes, self._pending = self._pending, []
+        records = self.sink.pending  # the records of exactly these outcomes (written together)
+        if self.archive is not None:
+            epoch = self._epoch
+            self._archiving = outcomes
+            try:
+                # Off the event loop; records queued meanwhile wait, with their outcomes, for the next batch.
+                await self.archive.flush()
+            except BaseException:
+                self._pending[:0] = outcomes
+                raise
+            finally:
+                self._archiving = []
+            if epoch != self._epoch:
+                return  # discarded while the archive wrote: these outcomes and their records are gone
+        offset = self.sink.flush(records)  # records reach the log before their leases are acknowledged
         links = [item for o in outcomes for item in o.links]
         try:
             added = await self.frontier.finish([replace(o, links=()) for o in outcomes], links, self.clock())
@@ -99,6 +121,7 @@ class Committer:
         """Forget every outcome not handed on and cut their records from the log (the leases were lost);
         returns how many records were cut."""
         self._pending.clear()
+        self._epoch += 1
         return self.sink.truncate(self._applied_offset)
 
     async def checkpoint(self, **extra: Any) -> None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from crawler.core.config import Config, HostSettings
 from crawler.core.errors import RETRYABLE, CrawlError, ErrorType
+from crawler.core.exchange import Exchange
 from crawler.core.recent import RecentDict
 from crawler.core.record import Record, iso_utc
 from crawler.core.stats import Counter, Stats
@@ -36,6 +37,8 @@ class Finished:
 
     record: Record | None
     outcome: Outcome
+    exchange: Exchange | None = None  # the record's final response on the wire (with an archive only)
+    dom: str | None = None  # the rendered DOM, when a browser rendered the page
 
 
 class LeaseRunner:
@@ -130,7 +133,7 @@ class LeaseRunner:
                 lease, pf, started, host_due=host_due, at=self._when(policy, lease, failure, host_due)
             )
         try:
-            rec, follow, items = await self._record(item, pf, started, settings)
+            rec, follow, items, dom = await self._record(item, pf, started, settings)
         except CrawlError as exc:  # the browser failed: try the page again later
             pf.error = exc
             host_due = self.slots.due(item.host)
@@ -140,7 +143,7 @@ class LeaseRunner:
                 lease, pf, started, host_due=host_due, at=self._when(policy, lease, failure, host_due)
             )
         # The host's due time is read after the render: its subrequests count as requests to the host.
-        return self._finish(lease, rec, follow, self.slots.due(item.host), "done", items)
+        return self._finish(lease, rec, follow, self.slots.due(item.host), "done", pf, dom, items)
 
     async def _tell_store(self, host: str, settings: HostSettings) -> None:
         """Crawl-delay learned or a live override: the store's spacing for the host follows."""
@@ -163,21 +166,22 @@ class LeaseRunner:
         if at is not None:
             self.stats.incr(Counter.RETRIES)
             return Finished(None, Outcome(lease, "retry", host_due, retry_at=at))
-        rec, _, _ = await self._record(lease.item, pf, started)
+        rec, _, _, _ = await self._record(lease.item, pf, started)
         rec.dead_letter = True
         self.stats.incr(Counter.DEAD_LETTERS)
-        return self._finish(lease, rec, [], host_due, "dead")
+        return self._finish(lease, rec, [], host_due, "dead", pf)
 
     async def _record(
         self, item: UrlItem, pf: PageFetch, started: float, settings: HostSettings | None = None
-    ) -> tuple[Record, list[str], list[UrlItem]]:
+    ) -> tuple[Record, list[str], list[UrlItem], str | None]:
         """The record of a fetch, analyzed when it is a 2xx page or read when it is a sitemap; returns it
-        with the links to follow and, for a sitemap, the items it lists (already admitted)."""
+        with the links to follow, for a sitemap the items it lists (already admitted), and the rendered DOM."""
         rec = base_record(item, pf, started)
         resp = pf.response
         error = pf.error
         follow: list[str] = []
         items: list[UrlItem] = []
+        dom = None
         if pf.redirect_to is not None:
             rec.links = [pf.redirect_to]
             rec.links_followed = True
@@ -194,7 +198,7 @@ class LeaseRunner:
                 max_outlinks = settings.max_outlinks if settings is not None else self.config.crawl.max_outlinks
                 error, items = await self.sitemaps.read(rec, resp, pf.final_url, item, max_outlinks)
             elif 200 <= resp.status < 300:
-                error, follow = await self.analyzer.analyze(
+                error, follow, dom = await self.analyzer.analyze(
                     rec,
                     resp,
                     pf.final_url,
@@ -211,7 +215,7 @@ class LeaseRunner:
             self.stats.error(error.type.value)
             if error.type is ErrorType.ROBOTS_DISALLOWED:
                 self.stats.incr(Counter.ROBOTS_DISALLOWED)
-        return rec, follow, items
+        return rec, follow, items, dom
 
     def _finish(
         self,
@@ -220,6 +224,8 @@ class LeaseRunner:
         follow: list[str],
         host_due: float,
         kind: OutcomeKind,
+        pf: PageFetch,
+        dom: str | None = None,
         items: list[UrlItem] | None = None,
     ) -> Finished:
         # A sitemap's redirect hops are not marked seen: the seen-set holds pages, and it was no page fetch.
@@ -230,7 +236,8 @@ class LeaseRunner:
         links = self.ingest.admit(follow, lease.item.depth + 1) if follow else []
         if items:
             links = items + links
-        return Finished(rec, Outcome(lease, kind, host_due, error=rec.error, links=links, seen=seen))
+        exchange = pf.response.exchange if pf.response is not None else None
+        return Finished(rec, Outcome(lease, kind, host_due, error=rec.error, links=links, seen=seen), exchange, dom)
 
 
 def fetched_besides(url: str, rec: Record) -> tuple[str, ...]:

@@ -14,6 +14,7 @@ from crawler.core.errors import LeasesLost
 from crawler.core.stats import Counter, Stats
 from crawler.ingest.admit import Ingest
 from crawler.output.sink import RecordLog
+from crawler.output.warc import WarcArchive
 from crawler.worker.commit import Committer
 from crawler.worker.frontier import WorkerFrontier
 from crawler.worker.lease import Finished, LeaseRunner
@@ -37,9 +38,11 @@ class Worker:
         ingest: Ingest,
         stats: Stats,
         replay: dict[str, dict[str, Any]] | None = None,
+        archive: WarcArchive | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.config = config
+        self.archive = archive
         self.frontier = frontier
         self.runner = runner
         self.committer = committer
@@ -152,9 +155,15 @@ class Worker:
                 return  # the lease may be another's now: its record would be a duplicate
             if replayed is not None:
                 # A sitemap's record lists at most max_outlinks of its URLs, and not which are sitemaps: it was
-                # read again (one request) for its items; the record already in the log stands.
+                # read again (one request) for its items; the record already in the log (and its WARC data) stands.
                 finished.record = None
-                self._count(replayed.get("error") is not None, False, sitemap=True)
+                self._count(
+                    replayed.get("error") is not None,
+                    False,
+                    replayed.get("status"),
+                    replayed.get("bytes") or 0,
+                    sitemap=True,
+                )
             self._write(finished)
         except asyncio.CancelledError:
             raise
@@ -182,12 +191,19 @@ class Worker:
     def _write(self, finished: Finished) -> None:
         rec = finished.record
         if rec is not None:
+            if self.archive is not None:
+                # Queued with the record, so the committer's next flush writes both, the WARC data first.
+                self.archive.add_page(rec, finished.exchange, finished.dom)
             self.sink.write(rec)
-            self._count(rec.error is not None, bool(rec.near_duplicate_of), sitemap=rec.sitemap_urls is not None)
+            sitemap = rec.sitemap_urls is not None
+            self._count(rec.error is not None, bool(rec.near_duplicate_of), rec.status, rec.bytes, sitemap=sitemap)
         self.committer.add(finished.outcome)
 
-    def _count(self, failed: bool, near_duplicate: bool, *, sitemap: bool = False) -> None:
+    def _count(
+        self, failed: bool, near_duplicate: bool, status: int | None, nbytes: int, *, sitemap: bool = False
+    ) -> None:
         self.stats.incr(Counter.PAGES)
+        self.stats.page(status, nbytes)
         if failed:
             self.stats.incr(Counter.FAILED)
         if near_duplicate:
@@ -197,7 +213,9 @@ class Worker:
 
     def _finish_replayed(self, lease: Lease, rec: dict[str, Any]) -> None:
         """A record written before a crash whose outcome was lost: finish it without refetching."""
-        self._count(rec.get("error") is not None, bool(rec.get("near_duplicate_of")))
+        self._count(
+            rec.get("error") is not None, bool(rec.get("near_duplicate_of")), rec.get("status"), rec.get("bytes") or 0
+        )
         follow = (rec.get("links") or []) if rec.get("links_followed") else []
         links = self.ingest.admit(follow, lease.item.depth + 1) if follow else []
         kind = "dead" if rec.get("dead_letter") else "done"

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from crawler.core.config import HostSettings, PolitenessSettings
 from crawler.core.errors import LeasesLost
+from crawler.core.histogram import Histogram
 from frontier.politeness import HostPace, PaceRules, next_due
 
 HOST_MEMORY = 100_000  # hosts whose politeness state one process remembers (most recently used)
@@ -63,6 +64,7 @@ class HostSlots:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         memory: int = HOST_MEMORY,
         guard: Callable[[], bool] | None = None,
+        waits: Histogram | None = None,
     ) -> None:
         self._settings = settings
         self._politeness = politeness
@@ -73,6 +75,7 @@ class HostSlots:
         # Checked at the last moment before a request starts: False means this worker's leases may be
         # another's now (its heartbeat could have expired while it waited or was paused).
         self._guard = guard
+        self.waits = waits  # seconds each request waited here, when metrics are on
 
     def _host(self, host: str) -> _Host:
         state = self._hosts.get(host)
@@ -154,6 +157,7 @@ class HostSlots:
         without waiting for it, as soon as the host's due time is known to be later.
         """
         state = self._host(host)
+        entered = self._clock() if self.waits is not None else 0.0
         state.waiting += 1
         if state.turn is None:
             state.turn = asyncio.Lock()
@@ -164,6 +168,8 @@ class HostSlots:
                     raise LeasesLost(f"no request to {host}: this worker's leases may be another's now")
                 state.active += 1
                 state.last_start = self._clock()
+                if self.waits is not None:
+                    self.waits.observe(max(0.0, state.last_start - entered))
         finally:
             state.waiting -= 1
             if state.waiting == 0 and state.active == 0:

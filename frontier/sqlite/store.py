@@ -237,6 +237,18 @@ class SqliteStore:
         (hosts,) = self._db.execute("SELECT count(*) FROM hosts WHERE queued > 0 OR inflight > 0").fetchone()
         return Counts(queued=queued, leased=leased, done=done, dead=dead, hosts=hosts)
 
+    async def top_hosts(self, limit: int) -> list[tuple[str, int]]:
+        """The `limit` hosts with the most URLs queued (retries included), most first, ties by name."""
+        if limit <= 0:
+            return []
+        # The predicate repeats hosts_active's so SQLite scans that partial index, not every host ever seen.
+        rows = self._db.execute(
+            "SELECT host, queued FROM hosts WHERE (queued > 0 OR inflight > 0) AND queued > 0"
+            " ORDER BY queued DESC, host LIMIT ?",
+            (int(limit),),
+        ).fetchall()
+        return [(str(host), int(n)) for host, n in rows]
+
     async def dead_letters(self, limit: int = 1000, error_type: str | None = None) -> list[DeadLetter]:
         """Dead-lettered URLs (only `error_type` when given, filtered before the limit), oldest first."""
         where, args = ("", ()) if error_type is None else (" WHERE d.error_type = ?", (str(error_type),))
