@@ -29,6 +29,20 @@ Model
   dead letters and requeues; dedup is by `UrlItem.seen_key`, so a sitemap and the page at its URL are
   seen apart.
 
+Recrawl
+-------
+* Every `done` outcome (not a stale one) of a page records its URL as **fetched** at `now`, with the
+  outcome's `validators` (ETag / Last-Modified of the page, or None): the store's list of pages, by fetch
+  time. A sitemap (an item with a `kind`) is not listed: its host's robots.txt names it again.
+* `recrawl(now)` queues again every fetched URL whose fetch is older than `seen_ttl` and whose seen entry
+  expired too, with its depth and attempts 0, marks it seen at `now` (not counted against a budget), and
+  takes it off the fetched list until it is done again. Its lease then carries the stored validators
+  (`Lease.validators`; None for every URL queued by `add`), also across retries, releases and reclaims.
+  A fetched URL whose seen entry is fresh (a link or seed queued it again, or it was fetched as a
+  redirect target) is only taken off the list: its own fetch will put it back. A dead letter is not
+  on the list. A crawl therefore reaches, on a recrawl, every page it fetched before, even when a 304
+  means the page is not parsed again and its links not rediscovered.
+
 Crash behaviour
 ---------------
 Everything a call returned from survives a crash of the calling process once `flush` returned
@@ -44,6 +58,7 @@ from typing import Literal, Protocol
 
 from crawler.core.limits import HostLimits
 from crawler.core.urlitem import UrlItem
+from crawler.core.validators import Validators
 
 
 class Fenced(Exception):
@@ -57,6 +72,7 @@ class Lease:
     item: UrlItem
     token: int
     expires_at: float
+    validators: Validators | None = None  # from the page's last fetch, when `recrawl` queued it
 
 
 OutcomeKind = Literal["done", "retry", "dead"]
@@ -75,6 +91,8 @@ class Outcome:
     # URLs the lease's fetch requested besides its own (same-host redirect hops and target): marked seen,
     # never queued, so a later link to them does not fetch them again. Applied even for a stale outcome.
     seen: Sequence[str] = field(default_factory=tuple)
+    # A `done` page's ETag / Last-Modified, kept with it for the conditional request of a recrawl.
+    validators: Validators | None = None
 
 
 @dataclass(slots=True, frozen=True)
@@ -93,6 +111,14 @@ class AddResult:
     queued: int = 0
     duplicates: int = 0
     over_budget: int = 0
+
+
+@dataclass(slots=True, frozen=True)
+class Recrawled:
+    """What `recrawl` queued: URLs in all, and how many of them carry validators (a conditional request)."""
+
+    queued: int = 0
+    conditional: int = 0
 
 
 @dataclass(slots=True, frozen=True)
@@ -134,6 +160,10 @@ class FrontierStore(Protocol):
 
     async def next_due(self, now: float) -> float | None:
         """Earliest time a claim could succeed (`now` if already), None when nothing is queued."""
+        ...
+
+    async def recrawl(self, now: float) -> Recrawled:
+        """Queue again every fetched URL whose fetch and seen entry are older than `seen_ttl` (see Recrawl)."""
         ...
 
     async def set_host_limits(self, host: str, limits: HostLimits) -> None:

@@ -151,9 +151,10 @@ class Cluster:
         if fault:
             self.may_exit.add(name)  # it may kill itself
 
-    def start_worker(self, name: str) -> None:
-        """`crawler worker --id NAME`, writing `out/pages-NAME.jsonl`."""
-        self._start(name, ["worker", *self.common(), *self.config(), "--id", name, "-o", str(self.out)])
+    def start_worker(self, name: str, *, fault: str | None = None, after: int = 1) -> None:
+        """`crawler worker --id NAME`, writing `out/pages-NAME.jsonl`; `fault` as in `start_frontier`."""
+        env = {"CRAWLER_FAULT": fault, "CRAWLER_FAULT_AFTER": str(after)} if fault else None
+        self._start(name, ["worker", *self.common(), *self.config(), "--id", name, "-o", str(self.out)], env)
 
     def signal(self, name: str, sig: signal.Signals) -> None:
         """Send `sig` to process `name`."""
@@ -456,6 +457,30 @@ def test_paused_worker_is_fenced(tmp_path: Path, site: tuple[dict[str, Site], se
     log = tw.log
     problems = recording_problems(records, reachable) + politeness_problems(log, DELAY)
     judge(problems + ([refetch_note(log)] if problems else []))
+
+
+def test_a_fenced_worker_offers_the_links_of_its_dropped_answers_again(tmp_path: Path) -> None:
+    """One worker stops just before sending a batch of answers and stays stopped past its heartbeat TTL
+    (as in a Redis outage longer than the TTL): its answers are refused and dropped, and it rejoins.
+
+    It fetches those pages again (it is the only worker), and their links must reach the frontier again:
+    this process's dedup cache saw them when the dropped answers were made, but the store never did.
+    """
+    sites, reachable = link_web(4, seed=7)
+    with TestWeb(sites) as tw, Cluster(tmp_path, tw) as c:
+        c.submit(seed_urls(tw, sites))
+        c.start_worker("w0", fault="worker:stop-before-ack", after=3)
+        c.wait_workers(1)
+        c.start_frontier()
+        c.wait_for("w0 to stop itself before sending answers", lambda: c.paused("w0"), 30)
+        assert c.recorded("w0") >= 1, "the fault point fired before any record was written"
+        time.sleep(2 * HEARTBEAT)  # its heartbeat key expires: the frontier takes its leases back
+        c.resume("w0")
+        c.wait_done(CRAWL_BUDGET)
+        c.shutdown()
+        records = c.records()
+    assert "leases lost: dropped" in (tmp_path / "w0.log").read_text()
+    judge(recording_problems(records, reachable))
 
 
 # -- acceptance 3: frontier killed between claim and push -------------------------------------------

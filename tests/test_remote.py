@@ -8,12 +8,13 @@ import random
 import pytest
 import redis.asyncio as aioredis
 
-from crawler.cluster.messages import decode_outcome, encode_lease
+from crawler.cluster.messages import decode_lease, decode_outcome, encode_lease, encode_outcome
 from crawler.cluster.remote import LiveDomains, RedisNearDup, RemoteFrontier, shared_robots
 from crawler.core.config import Config
 from crawler.core.errors import LeasesLost
 from crawler.core.limits import HostLimits
 from crawler.core.urlitem import UrlItem
+from crawler.core.validators import Validators
 from crawler.extract.neardup import hamming
 from crawler.fetch.robots import RobotsResponse
 from crawler.worker.frontier import WorkerFrontier
@@ -104,6 +105,20 @@ async def test_live_domain_overrides_apply_to_subdomains(redis_server: RedisServ
         assert live.for_host("bad.test").delay == Config().politeness.delay  # invalid override ignored
     finally:
         await client.aclose()
+
+
+def test_messages_carry_validators_only_when_there_are_some() -> None:
+    """A recrawled lease's validators reach the worker; a done page's new ones reach the frontier."""
+    v = Validators('"e1"', "Wed, 21 Oct 2015 07:28:00 GMT")
+    plain = Lease(UrlItem("http://a.test/1", "a.test", 1, 2), 7, 99.0)
+    recrawled = Lease(UrlItem("http://a.test/2", "a.test", 3, 0), 8, 99.0, v)
+    assert decode_lease(encode_lease(plain)) == plain
+    assert decode_lease(encode_lease(recrawled)) == recrawled
+    assert len(encode_lease(plain)) < len(encode_lease(recrawled))  # ordinary leases pay nothing
+    _, got = decode_outcome(encode_outcome(Outcome(recrawled, "done", 5.0, validators=Validators(etag='"e2"')), "w1"))
+    assert isinstance(got, Outcome) and got.validators == Validators(etag='"e2"') and got.lease.validators == v
+    _, got = decode_outcome(encode_outcome(Outcome(plain, "done", 5.0), "w1"))
+    assert isinstance(got, Outcome) and got.validators is None
 
 
 async def test_remote_frontier_is_the_worker_frontier_contract(redis_server: RedisServer, redis_job: str) -> None:

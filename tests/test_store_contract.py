@@ -22,8 +22,9 @@ import pytest
 
 from crawler.core.errors import ConfigError, CrawlError, ErrorType
 from crawler.core.urlitem import UrlItem
+from crawler.core.validators import Validators
 from frontier.sqlite.store import SqliteStore
-from frontier.store import FrontierStore, HostLimits, HostLimitsFn, Lease, Outcome
+from frontier.store import FrontierStore, HostLimits, HostLimitsFn, Lease, Outcome, Recrawled
 
 if TYPE_CHECKING:
     from store_backends import StoreFactory
@@ -574,6 +575,140 @@ async def test_meta_round_trip(make_store: StoreFactory) -> None:
     assert await store.get_meta("log_offset") == "456"
 
 
+# ------------------------------------------------------------------ recrawl
+
+V1 = Validators(etag='"v1"', last_modified="Wed, 21 Oct 2015 07:28:00 GMT")
+
+
+async def fetch_all(store: FrontierStore, now: float, validators: dict[str, Validators] | None = None) -> None:
+    """Claim and complete (done) everything until nothing is claimable at `now`, with `validators` by URL."""
+    got = validators or {}
+    while leases := await store.claim(now, 100):
+        await store.complete([Outcome(x, "done", host_due=now, validators=got.get(x.item.url)) for x in leases], now)
+
+
+async def test_recrawl_queues_expired_pages_with_their_validators(make_store: StoreFactory) -> None:
+    store = await make_store(seen_ttl=100)
+    await store.add([url("a.test", "1"), url("c.test", "2", depth=3), url("b.test", "1")], T0)
+    await fetch_all(store, T0, {"http://a.test/1": V1, "http://b.test/1": Validators(etag='W/"b"')})
+    assert await store.recrawl(T0 + 100) == Recrawled(0, 0)  # exactly seen_ttl old: still seen
+    assert await store.recrawl(T0 + 101) == Recrawled(queued=3, conditional=2)
+    c = await store.counts()
+    assert (c.queued, c.leased, c.done, c.hosts) == (3, 0, 3, 3)
+    leases = await claim_all(store, T0 + 101)
+    got = {x.item.url: (x.item.depth, x.item.attempts, x.validators) for x in leases}
+    assert got == {
+        "http://a.test/1": (0, 0, V1),
+        "http://b.test/1": (0, 0, Validators(etag='W/"b"')),
+        "http://c.test/2": (3, 0, None),
+    }
+    # Queued again means seen again: a link to it is a duplicate, a second recrawl finds nothing.
+    assert (await store.add([url("c.test", "2")], T0 + 102)).duplicates == 1
+    assert await store.recrawl(T0 + 102) == Recrawled(0, 0)
+
+
+async def test_recrawl_leaves_pages_within_ttl_and_fresh_urls(make_store: StoreFactory) -> None:
+    store = await make_store(seen_ttl=100)
+    await store.add([url("a.test", "old"), url("b.test", "linked")], T0)
+    await fetch_all(store, T0, {"http://a.test/old": V1, "http://b.test/linked": V1})
+    await store.add([url("c.test", "new")], T0 + 50)
+    await fetch_all(store, T0 + 50, {"http://c.test/new": V1})
+    # A link queued this one again after its seen entry expired: recrawl must not queue it a second time.
+    assert (await store.add([url("b.test", "linked")], T0 + 120)).queued == 1
+    assert await store.recrawl(T0 + 120) == Recrawled(queued=1, conditional=1)
+    assert (await store.counts()).queued == 2  # old (recrawl) and linked (add); new is within its TTL
+    leases = await claim_all(store, T0 + 121)
+    assert sorted((x.item.url, x.validators) for x in leases) == [
+        ("http://a.test/old", V1),
+        ("http://b.test/linked", None),
+    ]
+    await store.complete([done(x, T0 + 121) for x in leases], T0 + 121)
+    # new's turn comes once it is older than seen_ttl; the others' after their fetch at T0 + 121.
+    assert await store.recrawl(T0 + 150) == Recrawled(0, 0)
+    assert await store.recrawl(T0 + 151) == Recrawled(queued=1, conditional=1)
+    assert await store.recrawl(T0 + 222) == Recrawled(queued=2, conditional=0)
+
+
+async def test_recrawled_validators_survive_retry_release_and_reclaim(make_store: StoreFactory) -> None:
+    store = await make_store(seen_ttl=100, lease_ttl=30)
+    await store.add([url("a.test", "1")], T0)
+    await fetch_all(store, T0, {"http://a.test/1": V1})
+    await store.recrawl(T0 + 200)
+    [lease] = await store.claim(T0 + 200, 10)
+    await store.complete([Outcome(lease, "retry", host_due=T0 + 200, retry_at=T0 + 210)], T0 + 200)
+    [lease] = await store.claim(T0 + 210, 10)
+    assert (lease.item.attempts, lease.validators) == (1, V1)
+    await store.release([lease], T0 + 211)
+    [lease] = await store.claim(T0 + 211, 10)
+    assert lease.validators == V1
+    assert await store.reclaim_expired(T0 + 241) == 1
+    [lease] = await store.claim(T0 + 241, 10)
+    assert lease.validators == V1
+
+
+async def test_done_replaces_validators_and_dead_pages_leave_the_list(make_store: StoreFactory) -> None:
+    store = await make_store(seen_ttl=100)
+    await store.add([url("a.test", "1"), url("b.test", "1")], T0)
+    await fetch_all(store, T0, {"http://a.test/1": V1, "http://b.test/1": V1})
+    await store.recrawl(T0 + 101)
+    v2 = Validators(etag='"v2"')
+    for lease in await claim_all(store, T0 + 101):
+        if lease.item.host == "a.test":  # changed: a 200 with a new ETag
+            await store.complete([Outcome(lease, "done", host_due=T0 + 101, validators=v2)], T0 + 101)
+        else:
+            await store.complete([dead(lease, T0 + 101, CrawlError(ErrorType.TIMEOUT, "t"))], T0 + 101)
+    assert await store.recrawl(T0 + 202) == Recrawled(queued=1, conditional=1)
+    [lease] = await claim_all(store, T0 + 202)
+    assert (lease.item.url, lease.validators) == ("http://a.test/1", v2)
+    await store.complete([done(lease, T0 + 202)], T0 + 202)  # now without validators
+    assert await store.recrawl(T0 + 303) == Recrawled(queued=1, conditional=0)
+    [lease] = await claim_all(store, T0 + 303)
+    assert lease.validators is None
+
+
+async def test_stale_done_is_not_listed(make_store: StoreFactory) -> None:
+    store = await make_store(seen_ttl=100, lease_ttl=10)
+    await store.add([url("a.test", "1")], T0)
+    [old] = await store.claim(T0, 10)
+    await store.reclaim_expired(T0 + 10)
+    assert await store.complete([Outcome(old, "done", host_due=T0 + 11, validators=V1)], T0 + 11) == 1
+    assert await store.recrawl(T0 + 500) == Recrawled(0, 0)
+
+
+async def test_recrawl_is_not_charged_to_the_budget(make_store: StoreFactory) -> None:
+    store = await make_store(seen_ttl=100, host_limits=limits({"a.test": HostLimits(budget=2)}))
+    await store.add([url("a.test", "1"), url("a.test", "2"), url("a.test", "3")], T0)
+    await fetch_all(store, T0)
+    await fetch_all(store, T0)
+    assert (await store.recrawl(T0 + 101)).queued == 2
+    r = await store.add([url("a.test", "3"), url("a.test", "4")], T0 + 101)
+    assert (r.queued, r.over_budget) == (0, 2)
+
+
+async def test_recrawl_of_many_pages_in_fetch_order(make_store: StoreFactory) -> None:
+    """More pages than one backend batch; each host's queue gets them back oldest fetch first."""
+    store = await make_store(
+        seen_ttl=100, host_limits=limits({f"h{i}.test": HostLimits(concurrency=1000) for i in range(3)})
+    )
+    items = [url(f"h{i % 3}.test", str(i)) for i in range(2500)]
+    await store.add(items, T0)
+    order: list[str] = []
+    now = T0
+    while leases := await store.claim(now, 1000):
+        order += urls(leases)
+        await store.complete([Outcome(x, "done", host_due=now, validators=V1) for x in leases], now)
+        now += 1
+    assert await store.recrawl(now + 200) == Recrawled(queued=2500, conditional=2500)
+    again: list[str] = []
+    while leases := await store.claim(now + 200, 1000):
+        again += urls(leases)
+        assert all(x.validators == V1 for x in leases)
+        await store.complete([done(x, now + 200) for x in leases], now + 200)
+    assert sorted(again) == sorted(order)
+    for host in ("h0.test", "h1.test", "h2.test"):
+        assert [u for u in again if host in u] == [u for u in order if host in u]
+
+
 # ------------------------------------------------------------------ random walk against a model
 
 _WALK_LIMITS = {
@@ -709,6 +844,29 @@ async def test_random_walk_matches_model(make_store: StoreFactory, seed: int) ->
         assert await store.top_hosts(3) == sorted(per_host.items(), key=lambda kv: (-kv[1], kv[0]))[:3]
 
 
+async def test_sqlite_file_of_schema_1_is_upgraded_for_recrawl(tmp_path: Path) -> None:
+    """A folder crawled before recrawl existed (no validator columns, no fetched table) opens and recrawls."""
+    store = await SqliteStore.open(tmp_path, host_limits=lambda h: HostLimits(), seen_ttl=100)
+    await store.add([url("a.test", "1"), url("a.test", "2")], T0)
+    await store.close()
+    db = sqlite3.connect(tmp_path / "frontier.sqlite3")
+    db.executescript(
+        "DROP TABLE fetched; ALTER TABLE queue DROP COLUMN etag; ALTER TABLE queue DROP COLUMN last_modified;"
+        " ALTER TABLE queue DROP COLUMN kind; ALTER TABLE queue DROP COLUMN lastmod;"  # nor sitemaps' columns
+        " ALTER TABLE dead DROP COLUMN kind; ALTER TABLE dead DROP COLUMN lastmod;"
+        " PRAGMA user_version = 1;"
+    )
+    db.close()
+    async with await SqliteStore.open(tmp_path, host_limits=lambda h: HostLimits(), seen_ttl=100) as store:
+        [lease] = await store.claim(T0, 10)
+        assert lease.validators is None
+        await store.complete([Outcome(lease, "done", host_due=T0, validators=V1)], T0)
+        assert await store.recrawl(T0 + 101) == Recrawled(queued=1, conditional=1)
+    db = sqlite3.connect(tmp_path / "frontier.sqlite3")
+    assert db.execute("PRAGMA user_version").fetchone()[0] == 3
+    db.close()
+
+
 # ------------------------------------------------------------------ SQLite: crash and ownership
 
 _CRASHER = textwrap.dedent(
@@ -829,17 +987,17 @@ class TestSqliteDurability:
             assert (c.queued, c.hosts) == (1, 1)
             assert (await again.add([url("b.test", "1")], T0)).queued == 1
 
-    async def test_a_folder_of_schema_1_is_upgraded_and_its_urls_are_pages(self, tmp_path: Path) -> None:
+    async def test_a_folder_of_schema_2_is_upgraded_and_its_urls_are_pages(self, tmp_path: Path) -> None:
         async with await SqliteStore.open(tmp_path, host_limits=lambda h: HostLimits()) as store:
             await store.add([url("a.test", "1"), url("b.test", "1")], T0)
             [lease, _] = await store.claim(T0, 10)
             await store.complete([dead(lease, T0, CrawlError(ErrorType.TIMEOUT, "slow"))], T0)
-        # What an older release left: schema 1 had neither column.
+        # What the release before sitemaps left: schema 2 had neither column.
         db = sqlite3.connect(tmp_path / "frontier.sqlite3")
         for table in ("queue", "dead"):
             db.execute(f"ALTER TABLE {table} DROP COLUMN kind")
             db.execute(f"ALTER TABLE {table} DROP COLUMN lastmod")
-        db.execute("PRAGMA user_version = 1")
+        db.execute("PRAGMA user_version = 2")
         db.commit()
         db.close()
         async with await SqliteStore.open(tmp_path, host_limits=lambda h: HostLimits()) as store:
@@ -849,7 +1007,7 @@ class TestSqliteDurability:
             await store.add(SITEMAP_ITEMS[:1], T0)
             assert [x.item for x in await store.claim(T0 + 1, 10)] == SITEMAP_ITEMS[:1]
         version = sqlite3.connect(tmp_path / "frontier.sqlite3").execute("PRAGMA user_version").fetchone()[0]
-        assert version == 2
+        assert version == 3
 
     async def test_zero_budget_host_asked_for_limits_once(self, tmp_path: Path) -> None:
         asked: list[str] = []

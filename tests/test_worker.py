@@ -15,7 +15,7 @@ import time
 from collections import Counter as Tally
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ from crawler.core.config import Config, config_from_dict
 from crawler.core.stats import Counter, Stats
 from crawler.core.urlitem import UrlItem
 from crawler.core.urlnorm import host_key
+from crawler.core.validators import Validators
 from crawler.extract.neardup import LocalNearDup, NearDupIndex
 from crawler.output.sink import RecordLog
 from crawler.worker.frontier import StoreFrontier
@@ -373,6 +374,46 @@ async def test_redirects_same_host_through_the_slot_and_cross_host_as_a_link(tmp
     assert list(second.outcome.links) == [UrlItem(landing, host_key(landing), 1)]
     assert not [q for q in log if q.host == "b.test"]
     assert stats.c[Counter.REDIRECTS] == 1
+
+
+async def test_conditional_request_only_for_the_leased_url_and_a_304_is_no_redirect(tmp_path: Path) -> None:
+    """A recrawled lease's validators go with the request for its own URL, through the host's slot; a redirect
+    hop is asked unconditionally (the validators are not its own), and a 304 is an answer, never followed."""
+    delay = 0.2
+    tag = '"t1"'
+    sites = {
+        "a.test": Site(
+            pages={
+                "/moved": redirect("/target", 301),
+                "/target": Page(html("Target"), headers={"ETag": tag}),  # would answer 304 to If-None-Match
+                "/same": Page(b"", status=304, headers={"Location": "/elsewhere", "ETag": '"s2"'}),
+                "/elsewhere": Page(html("never")),
+            }
+        )
+    }
+    clock = OffsetClock()
+    sent = Validators(etag=tag)
+    with TestWeb(sites) as web:
+        cfg = make_config(web, politeness={"delay": delay})
+        async with rig(tmp_path / "out", cfg, ["a.test"], clock=clock) as r:
+            await r.seed(web.url("a.test", "/moved"), web.url("a.test", "/same"))
+            moved = await r.run(replace(await r.lease(), validators=sent))
+            await r.complete(moved)
+            await asyncio.sleep(max(0.0, moved.outcome.host_due - clock()))
+            same = await r.run(replace(await r.lease(), validators=sent))
+            stats = r.stats
+        log = web.log
+    asked = [(q.path, q.headers.get("If-None-Match"), q.status) for q in log if q.path != "/robots.txt"]
+    assert asked == [("/moved", tag, 301), ("/target", None, 200), ("/same", tag, 304)]
+    pages = [q for q in log if q.path != "/robots.txt"]
+    assert all(b.started - a.finished >= delay - 0.005 for a, b in itertools.pairwise(pages))
+    rec = moved.record
+    assert rec is not None and (rec.status, rec.title, rec.unchanged) == (200, "Target", False)
+    assert moved.outcome.validators is None  # a redirected page keeps no validators
+    rec = same.record
+    assert rec is not None and (rec.status, rec.unchanged, rec.error, rec.redirects) == (304, True, None, [])
+    assert same.outcome.kind == "done" and same.outcome.validators == Validators(etag='"s2"')
+    assert (stats.c[Counter.CONDITIONAL], stats.c[Counter.UNCHANGED]) == (2, 1)
 
 
 # ---------------------------------------------------------------------------------------------------

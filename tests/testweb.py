@@ -34,6 +34,7 @@ __all__ = [
     "drip",
     "gzip_bomb",
     "make_link_web",
+    "not_modified",
     "raw_response",
     "redirect",
     "sequence",
@@ -256,9 +257,33 @@ class TestWeb:
         if PORT_TOKEN.encode() in body:
             body = body.replace(PORT_TOKEN.encode(), str(self.port).encode())
         headers = {k: v.replace(PORT_TOKEN, str(self.port)) for k, v in page.headers.items()}
+        if page.status == 200 and not_modified(request.headers, headers):
+            # A page that declares validators honours conditional requests, as real servers do (RFC 9110 §13).
+            kept = {k: v for k, v in headers.items() if k.lower() in ("etag", "last-modified")}
+            return web.Response(status=304, headers=kept)
         if not any(k.lower() == "content-type" for k in headers):
             headers["Content-Type"] = "text/html; charset=utf-8"
         return web.Response(status=page.status, body=body, headers=headers)
+
+
+def not_modified(request: Mapping[str, str], response: Mapping[str, str]) -> bool:
+    """Whether a GET with `request` headers gets 304 for a page with `response` headers (RFC 9110 §13.2.2):
+    If-None-Match against its ETag (weak comparison) when sent, else If-Modified-Since against Last-Modified."""
+    lower = {k.lower(): v for k, v in response.items()}
+    inm = request.get("If-None-Match")
+    if inm is not None:
+        etag = lower.get("etag")
+        if etag is None:
+            return False
+        tags = {t.strip().removeprefix("W/") for t in inm.split(",")}
+        return "*" in tags or etag.removeprefix("W/") in tags
+    ims, last = request.get("If-Modified-Since"), lower.get("last-modified")
+    if ims is None or last is None:
+        return False
+    try:
+        return email.utils.parsedate_to_datetime(last) <= email.utils.parsedate_to_datetime(ims)
+    except (TypeError, ValueError):
+        return False  # an unparsable date is ignored (§13.1.3)
 
 
 # -- hostile handlers ------------------------------------------------------------------------------

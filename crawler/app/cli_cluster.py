@@ -111,8 +111,14 @@ def _cmd_submit(args: argparse.Namespace) -> int:
     seeds = read_seeds(urls, files)
     _report_seed_problems(seeds)
     opts = options(args)
-    result = _run(submit(opts, seeds.urls, store_config=bool(opts.config_paths or opts.overrides)))
+    result, recrawled = _run(submit(opts, seeds.urls, store_config=bool(opts.config_paths or opts.overrides)))
     print(f"crawler: {result.queued} URLs queued, {result.duplicates} already known (job {args.job})", file=sys.stderr)
+    if recrawled.queued:
+        print(
+            f"crawler: recrawl: {recrawled.queued} pages fetched more than crawl.seen_ttl ago queued again "
+            f"({recrawled.conditional} with validators)",
+            file=sys.stderr,
+        )
     return EXIT_OK
 
 

@@ -43,7 +43,7 @@ from crawler.ingest.scope import Scope, seed_domains
 from frontier.redis.client import CountingRedis
 from frontier.redis.keys import ClusterKeys
 from frontier.redis.store import RedisStore
-from frontier.store import AddResult
+from frontier.store import AddResult, Recrawled
 
 if TYPE_CHECKING:
     from crawler.app.metrics import Metrics
@@ -276,8 +276,9 @@ async def run_worker(
         return stats.snapshot(worker=remote.worker_id, finished=worker.finished, stopped=worker.stop_reason)
 
 
-async def submit(opts: ClusterOptions, seeds: list[str], *, store_config: bool) -> AddResult:
-    """`crawler submit`: record the job's config (if given) and scope, then queue the seeds (idempotent)."""
+async def submit(opts: ClusterOptions, seeds: list[str], *, store_config: bool) -> tuple[AddResult, Recrawled]:
+    """`crawler submit`: record the job's config (if given) and scope, queue again the pages fetched more than
+    `crawl.seen_ttl` ago (a recrawl), then queue the seeds (idempotent)."""
     async with AsyncExitStack() as stack:
         redis = connect(opts.redis_url)
         stack.push_async_callback(redis.aclose)
@@ -303,10 +304,11 @@ async def submit(opts: ClusterOptions, seeds: list[str], *, store_config: bool) 
             lease_ttl=opts.lease_ttl,
         )
         stack.push_async_callback(store.close)
+        recrawled = await store.recrawl(time.time())
         result = await store.add([UrlItem(u, host_key(u), 0) for u in seeds], time.time())
-        if result.queued:
+        if result.queued or recrawled.queued:
             await redis.hset(opts.keys.state, mapping={"done": "0", "updated": time.time()})
-        return result
+        return result, recrawled
 
 
 async def status(opts: ClusterOptions) -> dict[str, Any]:
@@ -369,13 +371,15 @@ async def domain_command(opts: ClusterOptions, action: str, host: str | None, va
 
 
 async def run_combined(opts: ClusterOptions, seeds: list[str], *, out: Path, worker_id: str | None = None) -> dict:
-    """`crawler crawl --redis`: submit, then a frontier and a worker in one process until the job is done."""
+    """`crawler crawl --redis`: submit (a recrawl too, seeds or not), then a frontier and a worker in one process
+    until the job is done."""
     job_overrides = {k: v for k, v in opts.overrides.items() if k != "metrics"}
     async with AsyncExitStack() as stack:
         # One endpoint for the process, opened before anything else (a port in use stops us first).
         metrics = await open_metrics(stack, local_metrics(opts))
-        if seeds:
-            await submit(opts, seeds, store_config=bool(opts.config_paths or job_overrides))
+        _, recrawled = await submit(opts, seeds, store_config=bool(opts.config_paths or job_overrides))
+        if recrawled.queued:
+            log.info("recrawl: %d pages queued again (%d with validators)", recrawled.queued, recrawled.conditional)
         stopper = Stopper().install(stack)  # one registration: a signal stops the worker and the frontier
         frontier = asyncio.create_task(run_frontier(opts, stopper=stopper, metrics=metrics))
         worker = asyncio.create_task(

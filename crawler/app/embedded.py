@@ -147,6 +147,14 @@ async def _run(job: CrawlJob) -> dict[str, Any]:
             metrics=metrics,
         )
         worker = built.worker
+        # Before the seeds: a seed fetched before comes back with its validators (a conditional request).
+        recrawled = await store.recrawl(time.time())
+        if recrawled.queued:
+            log.info(
+                "recrawl: %d pages fetched more than crawl.seen_ttl ago queued again (%d with validators)",
+                recrawled.queued,
+                recrawled.conditional,
+            )
         added = await store.add(built.ingest.admit_seeds(job.seeds), time.time())
         log.info("seeds: %d queued, %d already known", added.queued, added.duplicates)
         Stopper().install(stack).listen(worker.stop)

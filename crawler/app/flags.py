@@ -63,6 +63,12 @@ def config_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--allow-private", action="store_true", help="allow hosts on private/loopback addresses")
     p.add_argument("--no-sitemaps", action="store_true", help="read no robots.txt Sitemap lines and no /sitemap.xml")
     p.add_argument("--warc", action="store_true", help="also write WARC files to OUT/warc (output.warc = true)")
+    p.add_argument(
+        "--seen-ttl",
+        type=number(float, minimum=1),
+        metavar="SECONDS",
+        help="a fetched URL is fetched again (a recrawl) once this old (crawl.seen_ttl, default 7 days)",
+    )
 
 
 def _port(text: str) -> int:
@@ -96,8 +102,10 @@ def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
         crawl["concurrency"] = args.concurrency
     if args.user_agent is not None:
         crawl["user_agent"] = args.user_agent
-    if args.no_sitemaps:
+    if getattr(args, "no_sitemaps", False):
         crawl["sitemaps"] = False
+    if getattr(args, "seen_ttl", None) is not None:
+        crawl["seen_ttl"] = args.seen_ttl
     out: dict[str, Any] = {"crawl": crawl} if crawl else {}
     if args.delay is not None:
         out["politeness"] = {"delay": args.delay}

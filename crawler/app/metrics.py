@@ -56,6 +56,8 @@ _COUNTER_HELP = {
     Counter.REDIRECTS: "Redirects to another host handed to the frontier as links",
     Counter.RENDER_SUBREQUESTS: "Requests rendering pages made through their host's politeness gate",
     Counter.RENDER_REFUSED: "Requests of rendering pages that robots.txt refused",
+    Counter.CONDITIONAL: "Recrawl requests sent with the page's validators (If-None-Match / If-Modified-Since)",
+    Counter.UNCHANGED: "304 Not Modified answers to them: recorded as unchanged, not parsed again",
 }
 
 

@@ -3,8 +3,9 @@
 Off unless the environment variable `CRAWLER_FAULT` names a point, e.g.
 `CRAWLER_FAULT=frontier:kill-after-claim` (SIGKILL right after leases were claimed, before they are
 pushed to inboxes) or `CRAWLER_FAULT=frontier:stop-after-read` (SIGSTOP right after an outcome batch
-was read, before it is applied). `CRAWLER_FAULT_AFTER=N` fires at the N-th time the point is reached
-(default 1). A point fires once per process. Costs one dict lookup when off.
+was read, before it is applied) or `CRAWLER_FAULT=worker:stop-before-ack` (SIGSTOP as a worker is about
+to send a batch of outcomes, after their records were written). `CRAWLER_FAULT_AFTER=N` fires at the
+N-th time the point is reached (default 1). A point fires once per process. Costs one dict lookup when off.
 """
 
 from __future__ import annotations

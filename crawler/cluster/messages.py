@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 
 from crawler.core.urlitem import UrlItem
+from crawler.core.validators import Validators
 from frontier.store import Lease, Outcome
 
 RELEASE = "release"  # an outcome kind of the wire protocol only: give the lease back unfetched
@@ -21,18 +22,26 @@ LINKS = "links"  # a message of discovered links, grouped by depth, without a le
 
 
 def encode_lease(lease: Lease) -> bytes:
-    """A lease as an inbox message (a sitemap's kind and a lastmod follow the fields only when set)."""
+    """A lease as an inbox message; a recrawled URL's validators, then a sitemap's kind and a lastmod, ride at
+    the end only when set (ordinary leases stay short; validator slots are null when only the latter are)."""
     it = lease.item
-    return orjson.dumps([lease.token, lease.expires_at, it.url, it.host, it.depth, it.attempts, *it.extras()])
+    msg = [lease.token, lease.expires_at, it.url, it.host, it.depth, it.attempts]
+    v = lease.validators
+    extras = it.extras()
+    if v is not None or extras:
+        msg += [None, None] if v is None else [v.etag, v.last_modified]
+        msg += extras
+    return orjson.dumps(msg)
 
 
 def decode_lease(raw: bytes | str) -> Lease:
     """The inverse of `encode_lease`."""
-    token, expires_at, *fields = orjson.loads(raw)
-    return Lease(UrlItem(*fields), int(token), float(expires_at))
+    m = orjson.loads(raw)
+    validators = Validators.of(m[6], m[7]) if len(m) > 6 else None
+    return Lease(UrlItem(m[2], m[3], m[4], m[5], *m[8:10]), int(m[0]), float(m[1]), validators)
 
 
-def _link(item: UrlItem) -> list[object]:
+def _link(item: UrlItem) -> list[Any]:
     return [item.url, item.host, item.depth, *item.extras()]
 
 
@@ -46,17 +55,19 @@ def encode_outcome(outcome: Outcome | Lease, worker: str) -> bytes:
     if isinstance(outcome, Lease):
         return orjson.dumps([worker, RELEASE, encode_lease(outcome).decode(), 0.0, 0.0, None, []])
     links = [_link(i) for i in outcome.links]
-    return orjson.dumps(
-        [
-            worker,
-            outcome.kind,
-            encode_lease(outcome.lease).decode(),
-            outcome.host_due,
-            outcome.retry_at,
-            outcome.error,
-            links,
-        ]
-    )
+    msg = [
+        worker,
+        outcome.kind,
+        encode_lease(outcome.lease).decode(),
+        outcome.host_due,
+        outcome.retry_at,
+        outcome.error,
+        links,
+    ]
+    v = outcome.validators
+    if v is not None:  # a done page's ETag / Last-Modified, for the next recrawl
+        msg += [v.etag, v.last_modified]
+    return orjson.dumps(msg)
 
 
 def encode_links(items: Sequence[UrlItem], worker: str) -> bytes:
@@ -66,11 +77,15 @@ def encode_links(items: Sequence[UrlItem], worker: str) -> bytes:
 
 def decode_outcome(raw: bytes | str) -> tuple[str, Outcome | Lease | list[UrlItem]]:
     """(worker id, Outcome), (worker id, Lease) for a release, or (worker id, links) for discovered links."""
-    worker, kind, lease_raw, host_due, retry_at, error, links = orjson.loads(raw)
+    m = orjson.loads(raw)
+    worker, kind, lease_raw, host_due, retry_at, error, links = m[:7]
     items = [_item(link) for link in links]
     if kind == LINKS:
         return worker, items
     lease = decode_lease(lease_raw)
     if kind == RELEASE:
         return worker, lease
-    return worker, Outcome(lease, kind, float(host_due), retry_at=float(retry_at), error=error, links=items)
+    validators = Validators.of(m[7], m[8]) if len(m) > 7 else None
+    return worker, Outcome(
+        lease, kind, float(host_due), retry_at=float(retry_at), error=error, links=items, validators=validators
+    )

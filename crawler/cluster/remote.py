@@ -25,6 +25,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 import frontier.redis
+from crawler.cluster.faults import fault_point
 from crawler.cluster.messages import decode_lease, encode_links, encode_outcome
 from crawler.cluster.scripts import ClusterScripts
 from crawler.core.config import Config, DomainSettings, HostSettings, config_from_dict
@@ -164,6 +165,7 @@ class RemoteFrontier:
 
     async def finish(self, outcomes: Sequence[Outcome], links: Sequence[UrlItem], now: float) -> None:
         """Send outcomes, then the links found, in one push; raises LeasesLost when Redis refuses them."""
+        fault_point("worker:stop-before-ack")
         msgs = [encode_outcome(o, self.worker_id) for o in outcomes]
         if links:
             msgs.append(encode_links(links, self.worker_id))

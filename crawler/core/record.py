@@ -44,6 +44,7 @@ class Record:
     attempts: int = 1
     dead_letter: bool = False
     warc: dict[str, Any] | None = None  # {"file", "offset", "length"} of the response's WARC record
+    unchanged: bool = False  # a recrawl's conditional request was answered 304 Not Modified: not parsed again
     sitemap_urls: int | None = None  # a sitemap's record: the URLs it listed (pages: null)
 
     def to_json(self) -> bytes:

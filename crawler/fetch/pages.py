@@ -15,6 +15,7 @@ from typing import Protocol
 
 from crawler.core.errors import CrawlError, ErrorType
 from crawler.core.urlnorm import ParamStripper, host_key, normalize, origin
+from crawler.core.validators import Validators
 from crawler.fetch.http import HttpFetcher, Response
 from crawler.fetch.robots import RobotsCache, RobotsFetch, RobotsResponse
 from crawler.fetch.robots_rules import RobotsRules
@@ -77,6 +78,7 @@ class PageFetch:
     hops: list[dict[str, object]] = field(default_factory=list)
     rules: RobotsRules | None = None
     robots_unavailable: bool = False  # robots.txt unreachable: retry later, do not record
+    conditional: bool = False  # the final response answers a request sent with validators (recrawl)
 
 
 class PageFetcher:
@@ -100,11 +102,19 @@ class PageFetcher:
         self.max_redirects = max_redirects
 
     async def fetch(
-        self, url: str, depth: int, *, until: float | None = None, max_bytes: int | None = None
+        self,
+        url: str,
+        depth: int,
+        *,
+        until: float | None = None,
+        validators: Validators | None = None,
+        max_bytes: int | None = None,
     ) -> PageFetch:
         """Fetch `url` (robots.txt first), following same-host redirects hop by hop through the host's gate.
 
         `until`: the page request must start by then (the gate raises otherwise; the lease is handed back).
+        `validators`: from the page's last fetch; the request for `url` itself is then conditional (a redirect
+        hop is not: the validators belong to `url`'s own response).
         `max_bytes`: the body cap when not the fetcher's own (a sitemap may be larger than a page).
         """
         result = PageFetch(url=url, final_url=url)
@@ -138,15 +148,18 @@ class PageFetcher:
             if not rules.allowed(current):
                 result.error = CrawlError(ErrorType.ROBOTS_DISALLOWED, "disallowed by robots.txt")
                 return result
+            conditional = validators.headers() if validators is not None and hop == 0 else None
             try:
                 async with self.gate.request(host, until=until):
-                    resp = await self.http.fetch(current, max_bytes=max_bytes)
+                    resp = await self.http.fetch(current, headers=conditional, max_bytes=max_bytes)
             except CrawlError as exc:
                 result.error = exc
                 return result
             result.response = resp
             result.final_url = current
-            if not (300 <= resp.status < 400 and resp.location):
+            result.conditional = conditional is not None
+            # 304 Not Modified is an answer about this URL, not a redirect, whatever Location it carries.
+            if not (300 <= resp.status < 400 and resp.status != 304 and resp.location):
                 return result
             try:
                 target = normalize(resp.location, current, self.strip)

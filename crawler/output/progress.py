@@ -46,7 +46,9 @@ def describe(snap: dict[str, Any], max_pages: int) -> str:
         + (f"/{max_pages}" if max_pages else "")
         + f"  queued {snap.get('queued', 0)}  in-flight {snap.get('in_flight', 0)}"
         + f"  {rate:.1f} pages/s  errors {snap['failed']}  hosts {snap.get('hosts', 0)}"
-        + f"  robots-disallowed {snap['robots_disallowed']}  ETA {_fmt_eta(eta)}"
+        + f"  robots-disallowed {snap['robots_disallowed']}"
+        + (f"  unchanged {snap['unchanged']}" if snap.get("unchanged") else "")
+        + f"  ETA {_fmt_eta(eta)}"
         + describe_waiting(snap.get("robots_waiting") or [])
     )
 

@@ -68,9 +68,13 @@ class Committer:
         """Outcomes not yet handed to the frontier."""
         return len(self._pending) + len(self._archiving)
 
+    def held(self) -> list[Outcome]:
+        """Outcomes finished here but not yet handed to the frontier (what `discard` would drop)."""
+        return [*self._pending, *self._archiving]
+
     def held_tokens(self) -> list[int]:
         """Tokens of leases finished here but not yet handed to the frontier."""
-        return [o.lease.token for o in (*self._pending, *self._archiving)]
+        return [o.lease.token for o in self.held()]
 
     async def apply(self) -> None:
         """Flush the log, then hand every pending outcome (and its links) to the frontier."""

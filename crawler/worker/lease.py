@@ -19,6 +19,7 @@ from crawler.core.record import Record, iso_utc
 from crawler.core.stats import Counter, Stats
 from crawler.core.urlitem import SITEMAP_PROBE, UrlItem, is_sitemap
 from crawler.core.urlnorm import origin
+from crawler.core.validators import Validators
 from crawler.fetch.http import Response
 from crawler.fetch.pages import PageFetch, PageFetcher
 from crawler.ingest.admit import Ingest
@@ -83,7 +84,9 @@ class LeaseRunner:
         cap = self.sitemaps.max_bytes if item.kind and is_sitemap(item.kind) else None
         try:
             # Wait no longer than the lease lasts: past it, the frontier may hand the URL to another fetch.
-            pf = await self.fetcher.fetch(item.url, item.depth, until=lease_deadline(lease, started), max_bytes=cap)
+            pf = await self.fetcher.fetch(
+                item.url, item.depth, until=lease_deadline(lease, started), validators=lease.validators, max_bytes=cap
+            )
         except CrawlError as exc:  # defensive: the fetcher reports errors in its result
             pf = PageFetch(url=item.url, final_url=item.url, error=exc)
         resp = pf.response
@@ -92,6 +95,8 @@ class LeaseRunner:
             self.slots.answered(item.host, resp.status, resp.retry_after)
             self.stats.incr(Counter.FETCHED)
             self.stats.incr(Counter.BYTES, len(resp.body))
+            if lease.validators is not None:  # a response means the first request, the conditional one, was answered
+                self.stats.incr(Counter.CONDITIONAL)
         elif pf.error is not None and pf.error.type in RETRYABLE:
             self.slots.answered(item.host, None)  # a network failure counts towards the host's breaker
         await self._tell_store(item.host, settings)
@@ -197,6 +202,12 @@ class LeaseRunner:
             elif 200 <= resp.status < 300 and item.kind and is_sitemap(item.kind):
                 max_outlinks = settings.max_outlinks if settings is not None else self.config.crawl.max_outlinks
                 error, items = await self.sitemaps.read(rec, resp, pf.final_url, item, max_outlinks)
+            elif resp.status == 304:
+                if pf.conditional:  # unchanged since the last fetch: nothing new to parse or follow
+                    rec.unchanged = True
+                    self.stats.incr(Counter.UNCHANGED)
+                else:  # "not modified" since what? No validators were sent: the server is wrong
+                    error = CrawlError(ErrorType.HTTP_ERROR, "HTTP 304 Not Modified to a request without validators")
             elif 200 <= resp.status < 300:
                 error, follow, dom = await self.analyzer.analyze(
                     rec,
@@ -228,8 +239,9 @@ class LeaseRunner:
         dom: str | None = None,
         items: list[UrlItem] | None = None,
     ) -> Finished:
+        page = not lease.item.kind
         # A sitemap's redirect hops are not marked seen: the seen-set holds pages, and it was no page fetch.
-        seen = fetched_besides(lease.item.url, rec) if not lease.item.kind else ()
+        seen = fetched_besides(lease.item.url, rec) if page else ()
         if seen:
             # Before the page's own links are admitted: a redirect target's self-link is a duplicate already.
             self.ingest.mark_seen(seen)
@@ -237,7 +249,10 @@ class LeaseRunner:
         if items:
             links = items + links
         exchange = pf.response.exchange if pf.response is not None else None
-        return Finished(rec, Outcome(lease, kind, host_due, error=rec.error, links=links, seen=seen), exchange, dom)
+        # Kept for the next recrawl (a sitemap is not recrawled as such: robots.txt names it again).
+        validators = page_validators(lease, pf) if kind == "done" and page else None
+        outcome = Outcome(lease, kind, host_due, error=rec.error, links=links, seen=seen, validators=validators)
+        return Finished(rec, outcome, exchange, dom)
 
 
 def fetched_besides(url: str, rec: Record) -> tuple[str, ...]:
@@ -252,6 +267,23 @@ def fetched_besides(url: str, rec: Record) -> tuple[str, ...]:
     out[rec.final_url] = None
     out.pop(url, None)
     return tuple(out)
+
+
+def page_validators(lease: Lease, pf: PageFetch) -> Validators | None:
+    """The validators to keep for a recrawl: those of a 2xx answered by the URL itself (no redirect), or of a
+    304 to our conditional request (its own, else the ones we sent). None for everything else."""
+    resp = pf.response
+    if resp is None or pf.error is not None or pf.hops:
+        return None
+    if 200 <= resp.status < 300:
+        return Validators.from_headers(resp.headers)
+    if resp.status == 304 and pf.conditional:
+        sent = lease.validators
+        fresh = Validators.from_headers(resp.headers)
+        if fresh is None or sent is None:
+            return fresh or sent
+        return Validators(fresh.etag or sent.etag, fresh.last_modified or sent.last_modified)
+    return None
 
 
 def _no_sitemap(item: UrlItem, resp: Response | None) -> bool:

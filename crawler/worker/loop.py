@@ -132,11 +132,18 @@ class Worker:
         for task in running:
             task.cancel()
         await asyncio.gather(*running, return_exceptions=True)
+        self._unadmit(self.committer.held())
+        self.runner.sitemaps.forget_offers()  # sitemaps found may have ridden on dropped outcomes
         cut = self.committer.discard()
         if cut:
             self.stats.incr(Counter.PAGES, -cut)  # those records are no longer in the log
         log.warning("leases lost: dropped %d running fetches and %d unacknowledged records", len(running), cut)
         await self.frontier.rejoin()
+
+    def _unadmit(self, outcomes: list[Outcome]) -> None:
+        """Dropped outcomes never reached the frontier: their links (and redirect targets) are not known
+        to the store, so this process's dedup cache must not keep dropping them (the refetch offers them)."""
+        self.ingest.forget(key for o in outcomes for key in (*(i.seen_key for i in o.links), *o.seen))
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
         self.tasks.pop(task, None)
@@ -152,6 +159,7 @@ class Worker:
                 return
             finished = await self.runner.run(lease)
             if not self.frontier.valid():
+                self._unadmit([finished.outcome])
                 return  # the lease may be another's now: its record would be a duplicate
             if replayed is not None:
                 # A sitemap's record lists at most max_outlinks of its URLs, and not which are sitemaps: it was

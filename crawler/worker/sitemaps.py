@@ -98,6 +98,10 @@ class SitemapReader:
             items.append(UrlItem(url, where, 0, kind=SITEMAP if where == host else SITEMAP_FOR + host))
         return self._admit(items)
 
+    def forget_offers(self) -> None:
+        """Offer every origin's sitemaps again (the outcomes that carried some were dropped, leases lost)."""
+        self._offered.clear()
+
     async def read(
         self, rec: Record, resp: Response, final_url: str, item: UrlItem, max_outlinks: int
     ) -> tuple[CrawlError | None, list[UrlItem]]:

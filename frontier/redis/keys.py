@@ -17,8 +17,14 @@ P = `crawl:{job}:`. Types, contents, and TTLs (none unless given):
   next_at (its score in `due`; absent while not there).
 * `P due` ZSET host → next_at, the exact time the host becomes claimable; holds exactly the hosts
   with queued URLs and fewer than `concurrency` leases out.
-* `P items` HASH item id → JSON [url, host, depth, attempts] of every queued or leased URL, followed by
-  [kind, lastmod] when either is set (a sitemap, or a URL a sitemap listed with its lastmod).
+* `P items` HASH item id → JSON [url, host, depth, attempts] of every queued or leased URL;
+  [url, host, depth, attempts, etag, last_modified] for a URL `recrawl` queued with validators; and
+  [url, host, depth, attempts, etag or null, last_modified or null, kind, lastmod] for a sitemap or a URL
+  a sitemap listed with its lastmod.
+* `P fetched` ZSET "<depth> <host> <url>" → time of the URL's last `done` outcome: the pages `recrawl`
+  queues again once older than seen_ttl (a member leaves when it is queued again); sitemaps are not listed.
+* `P valid` HASH url hash (16 hex) → JSON [etag, last_modified] (either may be null): validators of
+  fetched pages that had any; none are stored for the others. Removed when `recrawl` queues the URL.
 * `P leases` ZSET token → expires_at.
 * `P lease` HASH token → "<item id> <host>".
 * `P dead` LIST of JSON [url, host, depth, attempts, error, died_at, error_type] (+ [kind, lastmod] as in
@@ -49,7 +55,7 @@ __all__ = ["STORE_FAMILIES", "STORE_SINGLETONS", "StoreKeys", "is_store_key", "j
 _JOB = re.compile(r"[A-Za-z0-9_.\-]{1,100}")
 
 #: Fixed key names (after the prefix) of the store.
-STORE_SINGLETONS = frozenset({"due", "items", "leases", "lease", "dead", "meta", "counters"})
+STORE_SINGLETONS = frozenset({"due", "items", "leases", "lease", "dead", "meta", "counters", "fetched", "valid"})
 #: Key name families (after the prefix, up to and including the colon) of the store.
 STORE_FAMILIES = ("seen:", "q:", "retry:", "host:")
 
@@ -122,6 +128,16 @@ class StoreKeys:
     def dead(self) -> str:
         """LIST of dead-letter JSON arrays, oldest first."""
         return self.prefix + "dead"
+
+    @property
+    def fetched(self) -> str:
+        """ZSET "<depth> <host> <url>" → time of its last done outcome (recrawl)."""
+        return self.prefix + "fetched"
+
+    @property
+    def valid(self) -> str:
+        """HASH url hash → JSON [etag, last_modified] of fetched pages that had validators."""
+        return self.prefix + "valid"
 
     @property
     def meta(self) -> str:

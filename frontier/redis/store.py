@@ -15,10 +15,10 @@ lost would apply twice. The caller backs off and carries on; work it could not r
 back by `reclaim_expired` once its leases expire.
 
 Decisions the contract leaves open (the same as `SqliteStore` unless noted):
-* Seen entries are keyed by xxh3-64 of the item's `seen_key` (16 hex digits; the URL for a page). Each
-  stores the caller's `now`; an entry exactly `seen_ttl` old is still seen. Redis expires it
-  `seen_ttl + 1 s` after it was written (real time), which only garbage-collects: callers' clocks are
-  assumed not to run slower than real time.
+* Seen entries are keyed by xxh3-64 of the URL (16 hex digits). Each stores the caller's `now`; an
+  entry exactly `seen_ttl` old is still seen. Redis expires it `seen_ttl + 1 s` after it was written
+  (real time), which only garbage-collects: callers' clocks are assumed not to run slower than real
+  time.
 * `host_limits` is asked only for hosts Redis has never seen, once per host across all processes.
   Learning that costs one more EVALSHA: the script reports the unknown hosts without writing
   anything, and the call is repeated with their limits.
@@ -27,6 +27,9 @@ Decisions the contract leaves open (the same as `SqliteStore` unless noted):
   keep their place; `next_due` is `math.inf` when every host with queued URLs is at its concurrency
   limit; `release` and `reclaim_expired` delete the lease, so its token is stale from then on.
 * Requeued dead letters get new ids (the tail of their queue) and attempts 0.
+* Recrawl: `fetched` is keyed by "<depth> <host> <url>", so a URL fetched at two depths is listed twice
+  (queued once, at the depth of its older fetch). Validators live apart (`valid`, only for pages that had
+  any, replaced or deleted by each done outcome).
 """
 
 from __future__ import annotations
@@ -45,15 +48,37 @@ from redis.retry import Retry
 from xxhash import xxh3_64_hexdigest
 
 from crawler.core.urlitem import UrlItem
+from crawler.core.validators import Validators
 from frontier.redis.client import CountingRedis, RedisTraffic
 from frontier.redis.keys import StoreKeys, is_store_key
-from frontier.store import AddResult, Counts, DeadLetter, Fenced, HostLimits, HostLimitsFn, Lease, Outcome
+from frontier.store import (
+    AddResult,
+    Counts,
+    DeadLetter,
+    Fenced,
+    HostLimits,
+    HostLimitsFn,
+    Lease,
+    Outcome,
+    Recrawled,
+)
 
-__all__ = ["SCRIPTS", "RedisStore", "url_hash"]
+__all__ = ["SCRIPTS", "RedisStore", "fetched_member", "url_hash"]
 
 _LUA = Path(__file__).resolve().parent / "lua"
 #: The scripts, one per atomic step; each is `common.lua` followed by `<name>.lua`.
-SCRIPTS = ("add", "claim", "complete", "release", "reclaim", "next_due", "set_limits", "requeue_dead", "top_hosts")
+SCRIPTS = (
+    "add",
+    "claim",
+    "complete",
+    "release",
+    "reclaim",
+    "next_due",
+    "set_limits",
+    "requeue_dead",
+    "top_hosts",
+    "recrawl",
+)
 _KIND = {"done": "d", "retry": "r", "dead": "x"}
 _COUNTERS = ("queued", "leased", "done", "dead", "hosts")
 #: Hosts one `top_hosts` script call reads (bounds how long it holds Redis).
@@ -67,9 +92,26 @@ def url_hash(url: str) -> str:
     return xxh3_64_hexdigest(url.encode("utf-8", "surrogatepass"))
 
 
-def _payload(item: UrlItem, attempts: int) -> bytes:
-    # A sitemap's kind and a lastmod follow only when set: a page's payload is four fields.
-    return orjson.dumps([item.url, item.host, item.depth, attempts, *item.extras()])
+def _payload(item: UrlItem, attempts: int, validators: Validators | None = None) -> bytes:
+    extras = item.extras()
+    if validators is None and not extras:
+        return orjson.dumps([item.url, item.host, item.depth, attempts])
+    v = [None, None] if validators is None else [validators.etag, validators.last_modified]
+    return orjson.dumps([item.url, item.host, item.depth, attempts, *v, *extras])
+
+
+def _lease(token: int, raw: bytes, expires_at: float) -> Lease:
+    """A lease from an `items` payload: [url, host, depth, attempts], then [etag, last_modified] if recrawled
+    (or null), then [kind, lastmod] for a sitemap or a URL a sitemap dated."""
+    v = orjson.loads(raw)
+    if len(v) == 4:
+        return Lease(UrlItem(v[0], v[1], v[2], v[3]), token, expires_at)
+    return Lease(UrlItem(v[0], v[1], v[2], v[3], *v[6:8]), token, expires_at, Validators.of(v[4], v[5]))
+
+
+def fetched_member(item: UrlItem) -> str:
+    """The `fetched` ZSET member of a page: "<depth> <host> <url>" (normalized URLs hold no spaces)."""
+    return f"{item.depth} {item.host} {item.url}"
 
 
 def _limit_args(host: str, limits: HostLimits) -> list[Any]:
@@ -207,7 +249,7 @@ class RedisStore:
             return []
         expires_at = now + self._lease_ttl
         res = await self._eval("claim", [now, expires_at, int(limit)])
-        return [Lease(UrlItem(*orjson.loads(res[i + 1])), int(res[i]), expires_at) for i in range(0, len(res), 2)]
+        return [_lease(int(res[i]), res[i + 1], expires_at) for i in range(0, len(res), 2)]
 
     async def complete(self, outcomes: Sequence[Outcome], now: float) -> int:
         """Apply outcomes; returns how many were stale (token mismatch) and ignored."""
@@ -220,14 +262,21 @@ class RedisStore:
             if kind is None:
                 raise ValueError(f"unknown outcome kind {o.kind!r}")
             item = o.lease.item
-            data: str = ""
-            if kind == "r":
-                data = _payload(item, item.attempts + 1).decode()
-            elif kind == "x":
+            h = valid = ""
+            if kind == "d" and item.kind:
+                data = ""  # a sitemap is not recrawled as such: its host's robots.txt names it again
+            elif kind == "d":
+                data = fetched_member(item)
+                h = url_hash(item.url)
+                if o.validators is not None:
+                    valid = orjson.dumps([o.validators.etag, o.validators.last_modified]).decode()
+            elif kind == "r":
+                data = _payload(item, item.attempts + 1, o.lease.validators).decode()
+            else:
                 etype = None if o.error is None else o.error.get("type")
                 dead = [item.url, item.host, item.depth, item.attempts + 1, o.error, now, etype, *item.extras()]
                 data = orjson.dumps(dead).decode()
-            flat += [int(o.lease.token), kind, float(o.host_due), float(o.retry_at), data]
+            flat += [int(o.lease.token), kind, float(o.host_due), float(o.retry_at), data, h, valid]
             links.extend(o.links)
         section, _ = self._items_json(links)
         head = [now, now - self._seen_ttl, self._seen_px, orjson.dumps(flat)]
@@ -268,6 +317,30 @@ class RedisStore:
         if res is None:
             return None
         return max(float(res), now)
+
+    async def recrawl(self, now: float, batch: int = 1000) -> Recrawled:
+        """Queue again every fetched URL whose fetch and seen entry are older than `seen_ttl`, with its validators.
+
+        Reads `fetched` oldest first, `batch` members per script call (each call atomic on its own).
+        """
+        threshold = now - self._seen_ttl
+        queued = conditional = 0
+        while True:
+            members = await self._r.zrangebyscore(self.keys.fetched, "-inf", f"({threshold!r}", start=0, num=batch)
+            if not members:
+                break
+            flat: list[str] = []
+            for raw in members:
+                member = raw.decode()
+                depth, host, url = member.split(" ", 2)
+                item = UrlItem(url, host, int(depth))
+                flat += [member, url_hash(url), host, _payload(item, 0).decode()]
+            n, with_validators = await self._eval("recrawl", [now, threshold, self._seen_px, orjson.dumps(flat)])
+            queued += int(n)
+            conditional += int(with_validators)
+            if len(members) < batch:
+                break
+        return Recrawled(queued, conditional)
 
     async def set_host_limits(self, host: str, limits: HostLimits) -> None:
         """Change a host's limits (robots Crawl-delay learned, operator override)."""

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import orjson
 
 from crawler.core.urlitem import UrlItem
-from frontier.sqlite.schema import _BUMP_STATS
+from frontier.sqlite.schema import _BUMP_STATS, url_key
 from frontier.store import Outcome
 
 __all__ = ["OutcomeRows", "apply_outcomes", "sort_outcomes"]
@@ -23,6 +23,8 @@ class OutcomeRows:
     stale: int = 0
     links: list[UrlItem] = field(default_factory=list)
     done_ids: list[tuple[int]] = field(default_factory=list)
+    # (url key, hid, url, depth, at, etag, last_modified) of done pages, for the fetched list
+    fetched_rows: list[tuple[int, int, str, int, float, str | None, str | None]] = field(default_factory=list)
     retry_rows: list[tuple[float, int]] = field(default_factory=list)
     dead_rows: list[tuple[str | None, str | None, float, int]] = field(default_factory=list)
     # hid -> [leases ended, requeued, max host_due, min retry_at]
@@ -34,6 +36,7 @@ def sort_outcomes(outcomes: Sequence[Outcome], leased: dict[int, tuple[int, int]
     stale = 0
     links: list[UrlItem] = []
     done_ids: list[tuple[int]] = []
+    fetched_rows: list[tuple[int, int, str, int, float, str | None, str | None]] = []
     retry_rows: list[tuple[float, int]] = []
     dead_rows: list[tuple[str | None, str | None, float, int]] = []
     per_host: dict[int, list[float]] = {}
@@ -51,6 +54,11 @@ def sort_outcomes(outcomes: Sequence[Outcome], leased: dict[int, tuple[int, int]
         agg[2] = max(agg[2], o.host_due)
         if o.kind == "done":
             done_ids.append((row_id,))
+            v = o.validators
+            etag, last_modified = (None, None) if v is None else (v.etag, v.last_modified)
+            it = o.lease.item
+            if not it.kind:  # a sitemap is not recrawled as such: its host's robots.txt names it again
+                fetched_rows.append((url_key(it.url), hid, it.url, it.depth, now, etag, last_modified))
         elif o.kind == "retry":
             retry_rows.append((o.retry_at, row_id))
             agg[1] += 1
@@ -61,11 +69,16 @@ def sort_outcomes(outcomes: Sequence[Outcome], leased: dict[int, tuple[int, int]
             dead_rows.append((error, etype, now, row_id))
         else:
             raise ValueError(f"unknown outcome kind {o.kind!r}")
-    return OutcomeRows(stale, links, done_ids, retry_rows, dead_rows, per_host)
+    return OutcomeRows(stale, links, done_ids, fetched_rows, retry_rows, dead_rows, per_host)
 
 
 def apply_outcomes(db: sqlite3.Connection, rows: OutcomeRows, ended: int) -> None:
     """Write sorted outcomes (`ended` = leases they end) in the caller's transaction."""
+    # A done page joins the fetched list (recrawl); its values come with the outcome (cheaper than a SELECT).
+    db.executemany(
+        "INSERT OR REPLACE INTO fetched (h, hid, url, depth, at, etag, last_modified) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        rows.fetched_rows,
+    )
     db.executemany("DELETE FROM queue WHERE id = ?", rows.done_ids)
     db.executemany(
         "UPDATE queue SET token = NULL, expires_at = NULL, attempts = attempts + 1, not_before = ? WHERE id = ?",

@@ -13,7 +13,9 @@ from crawler.core.errors import ConfigError
 #: The database file's name inside the folder given to `SqliteStore.open`.
 DB_FILENAME = "frontier.sqlite3"
 
-_SCHEMA_VERSION = 2
+# 2: validators in queue, the fetched table (recrawl); 3: item kind and lastmod in queue and dead (sitemaps).
+# Older files are upgraded on open.
+_SCHEMA_VERSION = 3
 _U64 = 1 << 64
 _I64_MAX = (1 << 63) - 1
 
@@ -42,6 +44,8 @@ CREATE TABLE IF NOT EXISTS queue (
     not_before REAL NOT NULL,
     token INTEGER,
     expires_at REAL,
+    etag TEXT,                  -- validators of the page's last fetch, for a recrawled URL (else NULL)
+    last_modified TEXT,
     kind TEXT,                  -- UrlItem.kind, NULL for a page
     lastmod REAL                -- a sitemap's lastmod for the URL, if any
 );
@@ -59,6 +63,17 @@ CREATE TABLE IF NOT EXISTS dead (
     kind TEXT,
     lastmod REAL
 );
+-- Pages fetched (done), by when: `recrawl` queues them again once older than seen_ttl.
+CREATE TABLE IF NOT EXISTS fetched (
+    h INTEGER PRIMARY KEY,      -- url_key(url), as in seen
+    hid INTEGER NOT NULL,
+    url TEXT NOT NULL,
+    depth INTEGER NOT NULL,
+    at REAL NOT NULL,
+    etag TEXT,
+    last_modified TEXT
+);
+CREATE INDEX IF NOT EXISTS fetched_at ON fetched (at);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS stats (
     id INTEGER PRIMARY KEY CHECK (id = 1),
@@ -81,7 +96,7 @@ _FIRST_DUE_HOST = (
     " WHERE queued > 0 AND inflight < concurrency ORDER BY next_at, hid LIMIT 1"
 )
 _OLDEST_ELIGIBLE = (
-    "SELECT id, url, depth, attempts, kind, lastmod FROM queue"
+    "SELECT id, url, depth, attempts, etag, last_modified, kind, lastmod FROM queue"
     " WHERE hid = ? AND token IS NULL AND not_before <= ? ORDER BY id LIMIT 1"
 )
 _HAS_ELIGIBLE = "SELECT 1 FROM queue WHERE hid = ? AND token IS NULL AND not_before <= ? LIMIT 1"
@@ -135,9 +150,12 @@ def prepare(db: sqlite3.Connection, path: Path) -> None:
     if mode.lower() != "wal":
         raise ConfigError(f"frontier {path}: cannot use WAL journal (got {mode!r})")
     version = db.execute("PRAGMA user_version").fetchone()[0]
-    if version not in (0, 1, _SCHEMA_VERSION):
+    if version not in (0, 1, 2, _SCHEMA_VERSION):
         raise ConfigError(f"frontier {path} has schema version {version}, expected {_SCHEMA_VERSION}")
-    if version == 1:  # an older crawl folder: its queued URLs are pages
+    if version == 1:  # a crawl made before recrawl existed: its queue gains the validator columns
+        db.execute("ALTER TABLE queue ADD COLUMN etag TEXT")
+        db.execute("ALTER TABLE queue ADD COLUMN last_modified TEXT")
+    if version in (1, 2):  # made before sitemaps: its queued and dead URLs are pages
         for table in ("queue", "dead"):
             db.execute(f"ALTER TABLE {table} ADD COLUMN kind TEXT")
             db.execute(f"ALTER TABLE {table} ADD COLUMN lastmod REAL")

@@ -20,6 +20,8 @@ Decisions the contract leaves open:
 * `next_due` returns `math.inf` when URLs are queued but every such host is at its concurrency
   limit: no time helps, only a `complete`/`release`/`reclaim_expired` can.
 * Retries keep their queue position (their id) and become eligible at `retry_at`.
+* Recrawl: the `fetched` table keeps every done page (URL, depth, fetch time, validators) keyed like the
+  seen-set; `recrawl` moves the expired ones to the tail of their queues in fetch-time order.
 """
 
 from __future__ import annotations
@@ -35,8 +37,10 @@ from types import TracebackType
 import orjson
 
 from crawler.core.urlitem import UrlItem
+from crawler.core.validators import Validators
 from frontier.sqlite.admit import AddPlan, apply_add, plan_add
 from frontier.sqlite.outcomes import apply_outcomes, sort_outcomes
+from frontier.sqlite.recrawl import recrawl_expired
 from frontier.sqlite.schema import (
     _BUMP_STATS,
     _DUE_HOSTS,
@@ -60,6 +64,7 @@ from frontier.store import (
     HostLimitsFn,
     Lease,
     Outcome,
+    Recrawled,
 )
 
 __all__ = ["DB_FILENAME", "SqliteStore", "url_key"]
@@ -218,6 +223,12 @@ class SqliteStore:
                 earliest = db.execute(_EARLIEST_NOT_BEFORE, (hid,)).fetchone()[0]
                 db.execute("UPDATE hosts SET next_at = ? WHERE hid = ?", (max(polite_at, earliest), hid))
 
+    async def recrawl(self, now: float) -> Recrawled:
+        """Queue again every fetched URL whose fetch and seen entry are older than `seen_ttl`, with its validators."""
+        threshold = now - self._seen_ttl
+        with self._writing() as db:
+            return recrawl_expired(db, now, threshold)
+
     async def set_host_limits(self, host: str, limits: HostLimits) -> None:
         """Change a host's limits (robots Crawl-delay learned, operator override)."""
         concurrency = limits.concurrency
@@ -325,12 +336,14 @@ class SqliteStore:
                     earliest = db.execute(_EARLIEST_NOT_BEFORE, (hid,)).fetchone()[0]
                     parked.append((max(polite_at, earliest), hid))
                     continue
-                row_id, url, depth, attempts, kind, lastmod = row
+                row_id, url, depth, attempts, etag, last_modified, kind, lastmod = row
                 self._token += 1
                 lease_rows.append((self._token, expires_at, row_id))
                 host_rows.append((now + spacing, hid))
                 claimed.add(hid)
-                leases.append(Lease(UrlItem(url, host, depth, attempts, kind or "", lastmod), self._token, expires_at))
+                validators = None if etag is None and last_modified is None else Validators(etag, last_modified)
+                item = UrlItem(url, host, depth, attempts, kind or "", lastmod)
+                leases.append(Lease(item, self._token, expires_at, validators))
                 if len(leases) == limit:
                     break
             db.executemany("UPDATE queue SET token = ?, expires_at = ? WHERE id = ?", lease_rows)

@@ -19,6 +19,8 @@ local K_LEASES = P .. 'leases'
 local K_LEASE = P .. 'lease'
 local K_DEAD = P .. 'dead'
 local K_COUNTERS = P .. 'counters'
+local K_FETCHED = P .. 'fetched'
+local K_VALID = P .. 'valid'
 
 local function k_host(h) return P .. 'host:' .. h end
 local function k_q(h) return P .. 'q:' .. h end
