@@ -19,6 +19,7 @@ from crawler.core.record import Record
 from crawler.core.stats import Counter, Stats
 from crawler.core.urlitem import SITEMAP, SITEMAP_FOR, SITEMAP_PROBE, UrlItem
 from crawler.core.urlnorm import host_key
+from crawler.core.validators import Validators
 from crawler.extract.neardup import LocalNearDup, NearDupIndex
 from crawler.fetch.http import Response
 from crawler.fetch.pages import PageFetch
@@ -190,6 +191,10 @@ def test_messages_carry_kind_and_lastmod_and_pages_cost_nothing_more() -> None:
     assert encode_lease(Lease(ITEMS[0], 7, 99.5)) == b'[7,99.5,"http://a.test/p","a.test",3,1]'
     links = [UrlItem(i.url, i.host, i.depth, 0, i.kind, i.lastmod) for i in ITEMS]
     assert decode_outcome(encode_links(ITEMS, "w1")) == ("w1", links)
+    # With a recrawl's validators too: they come first, the kind and lastmod after them.
+    both = Lease(ITEMS[2], 9, 99.5, Validators(etag='"e"'))
+    assert decode_lease(encode_lease(both)) == both
+    assert decode_lease(encode_lease(Lease(ITEMS[0], 9, 99.5, Validators(etag='"e"')))).item == ITEMS[0]
     outcome = Outcome(Lease(ITEMS[1], 8, 99.5), "done", 5.0, links=ITEMS)
     worker, back = decode_outcome(encode_outcome(outcome, "w2"))
     assert worker == "w2" and isinstance(back, Outcome)

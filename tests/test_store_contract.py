@@ -607,6 +607,17 @@ async def test_recrawl_queues_expired_pages_with_their_validators(make_store: St
     assert await store.recrawl(T0 + 102) == Recrawled(0, 0)
 
 
+async def test_a_done_sitemap_is_not_on_the_recrawl_list(make_store: StoreFactory) -> None:
+    store = await make_store(seen_ttl=100)
+    await store.add([*SITEMAP_ITEMS, url("e.test", "page")], T0)
+    await fetch_all(store, T0, {i.url: V1 for i in SITEMAP_ITEMS} | {"http://e.test/page": V1})
+    # Only the pages come back: a sitemap is queued again when its host's robots.txt names it again.
+    assert await store.recrawl(T0 + 101) == Recrawled(queued=2, conditional=2)
+    got = sorted(((x.item, x.validators) for x in await claim_all(store, T0 + 101)), key=lambda g: g[0].url)
+    # The page a sitemap dated comes back as a page (its lastmod was the sitemap's, not kept for a recrawl).
+    assert got == [(UrlItem("http://d.test/page", "d.test", 2), V1), (UrlItem("http://e.test/page", "e.test"), V1)]
+
+
 async def test_recrawl_leaves_pages_within_ttl_and_fresh_urls(make_store: StoreFactory) -> None:
     store = await make_store(seen_ttl=100)
     await store.add([url("a.test", "old"), url("b.test", "linked")], T0)
