@@ -28,6 +28,9 @@ Model
 * robots.txt answers are kept per URL (`keep_robots`, the latest wins): the cluster shares them between
   workers, and `crawler explain` shows the rule that decided. Redis expires them after `ttl` (real time);
   the embedded store keeps the latest until it is replaced (one row per robots.txt URL).
+* An item comes back as it was added, `kind` and `lastmod` included, through claims, retries, releases,
+  dead letters and requeues; dedup is by `UrlItem.seen_key`, so a sitemap and the page at its URL are
+  seen apart.
 
 Reading without owning
 ----------------------
@@ -36,8 +39,9 @@ backend): what the store holds about one URL and one host, while a crawl runs or
 
 Recrawl
 -------
-* Every `done` outcome (not a stale one) records its URL as **fetched** at `now`, with the outcome's
-  `validators` (ETag / Last-Modified of the page, or None): the store's list of pages, by fetch time.
+* Every `done` outcome (not a stale one) of a page records its URL as **fetched** at `now`, with the
+  outcome's `validators` (ETag / Last-Modified of the page, or None): the store's list of pages, by fetch
+  time. A sitemap (an item with a `kind`) is not listed: its host's robots.txt names it again.
 * `recrawl(now)` queues again every fetched URL whose fetch is older than `seen_ttl` and whose seen entry
   expired too, with its depth and attempts 0, marks it seen at `now` (not counted against a budget), and
   takes it off the fetched list until it is done again. Its lease then carries the stored validators

@@ -51,7 +51,8 @@ def recording_problems(
     """Every reachable page recorded once and successfully, every disallowed one refused once, nothing else.
 
     Pages are keyed `host/path` (port ignored, see `page_key`). With `hosts`, only records and pages of
-    those hosts are judged.
+    those hosts are judged. Sitemap records (the `/sitemap.xml` each host is asked for by default) are
+    held to "recorded once" only: which sitemaps a site has is the sitemap tests' business.
     """
 
     def mine(key: str) -> bool:
@@ -59,9 +60,9 @@ def recording_problems(
 
     reachable = {k for k in reachable if mine(k)}
     disallowed = {k for k in disallowed if mine(k)}
-    keys = [(page_key(r["url"]), r.get("error")) for r in records]
+    every = Counter(k for k in (page_key(r["url"]) for r in records) if mine(k))
+    keys = [(page_key(r["url"]), r.get("error")) for r in pages_only(records)]
     keys = [(k, e) for k, e in keys if mine(k)]
-    every = Counter(k for k, _ in keys)
     ok = {k for k, e in keys if e is None}
     refused = {k for k, e in keys if e is not None}
     problems: list[str] = []
@@ -82,6 +83,11 @@ def recording_problems(
             f"{len(wrong)} unexpected errors: {_some([f'{k} ({errs[k]})' for k in wrong])}"
         )
     return problems
+
+
+def pages_only(records: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """The records of pages, without those of sitemaps (`sitemap_urls` set)."""
+    return [r for r in records if r.get("sitemap_urls") is None]
 
 
 def fetched_more_than_once(log: Iterable[LoggedRequest]) -> dict[str, int]:

@@ -69,6 +69,7 @@ def test_seed_file_garbage_lines_reported_and_valid_ones_crawled(tmp_path: Path)
             "--resolve",
             "*.test=127.0.0.1",
             "--no-progress",
+            "--no-sitemaps",
         )
     assert proc.returncode == 0, proc.stderr
     assert f"{seeds}:3:" in proc.stderr and "not an absolute" in proc.stderr

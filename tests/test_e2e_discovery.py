@@ -67,7 +67,7 @@ def test_max_outlinks_caps_distinct_urls_so_a_huge_index_loses_no_page(tmp_path:
     """Acceptance 1: >10,000 anchors to 300 pages; every page recorded once, with its shortest depth."""
     with TestWeb({"a.test": Site(pages=_index_site())}) as web:
         out = tmp_path / "out"
-        recs = _crawl(web, out, "--max-depth", "2")
+        recs = _crawl(web, out, "--max-depth", "2", "--no-sitemaps")
     index = recs["a.test/index"]
     assert len(index["links"]) == N_PAGES and index["links_cut"] == 0
     for i in range(N_PAGES - 1):
@@ -85,7 +85,7 @@ def test_max_outlinks_cut_is_counted_in_distinct_urls_per_page(tmp_path: Path) -
         out = tmp_path / "out"
         proc = run_crawler(
             "crawl", web.url("a.test", "/index"), "-o", str(out), "-c", str(config), "--delay", "0",
-            "--resolve", "*.test=127.0.0.1", "--no-progress",
+            "--resolve", "*.test=127.0.0.1", "--no-progress", "--no-sitemaps",
         )  # fmt: skip
         assert proc.returncode == 0, proc.stderr
     recs = {page_key(r["url"]): r for r in read_records(out / "pages.jsonl")}

@@ -14,7 +14,7 @@ import pytest
 import redis
 
 from tests.conftest import page_key, read_records, run_crawler, start_crawler
-from tests.judges import assert_polite, assert_recorded_once
+from tests.judges import assert_polite, assert_recorded_once, pages_only
 from tests.redis_server import RedisServer
 from tests.testweb import LoggedRequest, TestWeb, make_link_web
 
@@ -237,8 +237,11 @@ def test_crawl_with_redis_runs_frontier_and_worker_in_one_process(
             timeout=120,
         )
     assert proc.returncode == 0, proc.stderr
-    ok = Counter(page_key(r["url"]) for p in out.glob("pages-*.jsonl") for r in read_records(p) if r["error"] is None)
+    records = [r for p in out.glob("pages-*.jsonl") for r in read_records(p)]
+    ok = Counter(page_key(r["url"]) for r in pages_only(records) if r["error"] is None)
     assert set(ok) == reachable and max(ok.values()) == 1
+    probes = Counter(page_key(r["url"]) for r in records if r["sitemap_urls"] is not None)
+    assert probes == {f"{h}/sitemap.xml": 1 for h in sites}  # each host's guessed sitemap, once for the job
     again = run_crawler("submit", web.url("h0.test"), "--redis", server.url, "--job", redis_job)
     assert again.returncode == 0 and "0 URLs queued, 1 already known" in again.stderr, again.stderr
 

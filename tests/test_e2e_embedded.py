@@ -12,6 +12,7 @@ from pathlib import Path
 import orjson
 
 from tests.conftest import page_key, read_records, run_crawler, start_crawler
+from tests.judges import pages_only
 from tests.testweb import Page, Site, TestWeb, make_link_web
 
 DELAY = 0.2
@@ -47,7 +48,7 @@ def test_polite_complete_crawl_of_five_hosts(out_dir: Path) -> None:
         )
         log = web.log
     assert proc.returncode == 0, proc.stderr
-    all_records = read_records(out_dir / "pages.jsonl")
+    all_records = pages_only(read_records(out_dir / "pages.jsonl"))
     refused = [r for r in all_records if r["error"] is not None]
     records = [r for r in all_records if r["error"] is None]
     keys = Counter(page_key(r["url"]) for r in records)
@@ -70,7 +71,9 @@ def test_polite_complete_crawl_of_five_hosts(out_dir: Path) -> None:
         assert min(gaps) >= DELAY - 0.005, (host, min(gaps))
         assert sum(1 for r in log if r.host == host and r.path == "/robots.txt") == 1
     stats = orjson.loads((out_dir / "stats.json").read_bytes())
-    assert stats["pages"] == len(reachable) + len(disallowed)
+    # Each host is also asked for /sitemap.xml (robots.txt names none): one more record per host.
+    assert stats["pages"] == len(reachable) + len(disallowed) + len(sites)
+    assert stats["sitemaps"] == len(sites)
     assert stats["robots_disallowed"] == len(disallowed)
     assert stats["finished"] is True
     first = records[0]
@@ -122,9 +125,12 @@ def test_sigkill_midway_then_resume_records_every_page_once(out_dir: Path, tmp_p
         assert 0 < killed_at < len(reachable), "the kill must land mid-crawl"
         second = run_crawler(*args)
     assert second.returncode == 0, second.stderr
-    keys = Counter(page_key(r["url"]) for r in read_records(pages) if r["error"] is None)
+    keys = Counter(page_key(r["url"]) for r in pages_only(read_records(pages)) if r["error"] is None)
     assert set(keys) == reachable
     assert max(keys.values()) == 1, [k for k, v in keys.items() if v > 1]
+    # The hosts' guessed sitemaps, recorded once each across the kill too.
+    probes = Counter(page_key(r["url"]) for r in read_records(pages) if r["sitemap_urls"] is not None)
+    assert probes == {f"{h}/sitemap.xml": 1 for h in sites}
 
 
 def test_robots_unavailable_host_is_not_crawled_and_others_are(out_dir: Path) -> None:
@@ -202,7 +208,7 @@ def test_sigterm_drains_then_resume_completes(out_dir: Path, tmp_path: Path) -> 
             "--no-progress",
         )
     assert second.returncode == 0, second.stderr
-    keys = Counter(page_key(r["url"]) for r in read_records(pages) if r["error"] is None)
+    keys = Counter(page_key(r["url"]) for r in pages_only(read_records(pages)) if r["error"] is None)
     assert set(keys) == reachable and max(keys.values()) == 1
 
 
@@ -227,6 +233,7 @@ def test_a_request_that_fails_without_retry_still_keeps_the_hosts_gap(out_dir: P
             "--resolve",
             "*.test=127.0.0.1",
             "--no-progress",
+            "--no-sitemaps",
         )
         log = sorted(web.log, key=lambda r: r.started)
     assert proc.returncode == 0, proc.stderr
@@ -253,6 +260,7 @@ def test_concurrency_two_keeps_request_starts_a_delay_apart(out_dir: Path, tmp_p
             "--resolve",
             "*.test=127.0.0.1",
             "--no-progress",
+            "--no-sitemaps",
         )
         log = sorted(web.log, key=lambda r: r.started)
     assert proc.returncode == 0, proc.stderr

@@ -115,7 +115,7 @@ def test_finished_and_max_pages_exit_zero(tmp_path: Path) -> None:
         done = run_crawler("crawl", web.url("a.test", "/"), "-o", str(tmp_path / "a"), *common)
         capped = run_crawler("crawl", web.url("a.test", "/"), "-o", str(tmp_path / "b"), "--max-pages", "2", *common)
     assert done.returncode == EXIT_OK, done.stderr
-    assert len(read_records(tmp_path / "a" / "pages.jsonl")) == 3
+    assert len(read_records(tmp_path / "a" / "pages.jsonl")) == 4  # 3 pages and the host's /sitemap.xml (a 404)
     assert capped.returncode == EXIT_OK, capped.stderr
     assert len(read_records(tmp_path / "b" / "pages.jsonl")) == 2
 

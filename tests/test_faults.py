@@ -32,7 +32,7 @@ from aiohttp import web as aioweb
 
 from crawler.cluster.service import ServiceTiming
 from tests.conftest import page_key, read_records, run_crawler, start_crawler
-from tests.judges import fetched_more_than_once, politeness_problems, recording_problems
+from tests.judges import fetched_more_than_once, pages_only, politeness_problems, recording_problems
 from tests.redis_server import RedisServer, require_redis
 from tests.testweb import PORT_TOKEN, Handler, LoggedRequest, Page, Site, TestWeb, make_link_web, sequence
 
@@ -693,7 +693,7 @@ def test_a_host_held_past_the_lease_ttl_is_not_fetched_twice(tmp_path: Path) -> 
         c.wait_done(40)
         c.shutdown()
         records = c.records()
-    paths = sorted(page_key(r["url"]).split("/", 1)[1] for r in records)
+    paths = sorted(page_key(r["url"]).split("/", 1)[1] for r in pages_only(records))
     assert paths == ["", "p1", "p2", "p3", "p4", "p5", "p6"], paths  # each once (p1 after its retry)
     log = [r for r in web.log if r.path != "/robots.txt"]
     first_429 = min(r.finished for r in log if r.status == 429)

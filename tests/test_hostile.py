@@ -421,6 +421,7 @@ def build_web(ports: dict[str, int]) -> tuple[dict[str, Site], list[str], set[st
 CONFIG = """
 [crawl]
 max_outlinks = 20
+sitemaps = false        # hostile pages here (hostile sitemaps: tests/test_e2e_sitemaps.py): exact request logs
 allow_domains = {allow}
 
 [politeness]
@@ -870,6 +871,7 @@ def _memory_crawl(tmp: Path, bombs: bool) -> tuple[dict[str, Any], list[dict[str
             "--resolve",
             "*.test=127.0.0.1",
             "--no-progress",
+            "--no-sitemaps",
             audit=tmp / "audit.log",
         )
     assert proc.returncode == 0, proc.stderr

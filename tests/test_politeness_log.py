@@ -133,7 +133,9 @@ def test_two_hosts_concurrency_two_keep_starts_a_delay_apart_after_slow_robots(
     with TestWeb(sites) as web:
         _crawl(mode, web, _seeds(web, hosts, direct=4), cfg, tmp_path / "out", make, redis_job)
         log = web.log
-    assert _records_ok(tmp_path / "out") == {f"{h}{p}" for h in hosts for p in _paths(n_pages)}
+    # The /sitemap.xml each host is asked for (a 404, recorded without error) waits its turn like a page.
+    probes = {f"{h}/sitemap.xml" for h in hosts}
+    assert _records_ok(tmp_path / "out") == {f"{h}{p}" for h in hosts for p in _paths(n_pages)} | probes
     for host in hosts:
         first = min((r for r in log if r.host == host), key=lambda r: r.started)
         assert first.path == "/robots.txt", (host, first.path)
@@ -161,6 +163,6 @@ def test_robots_crawl_delay_spaces_starts_with_concurrency_two(
     with TestWeb(sites) as web:
         _crawl(mode, web, _seeds(web, [host], direct=3), cfg, tmp_path / "out", make, redis_job)
         log = web.log
-    assert _records_ok(tmp_path / "out") == {f"{host}{p}" for p in _paths(n_pages)}
+    assert _records_ok(tmp_path / "out") == {f"{host}{p}" for p in _paths(n_pages)} | {f"{host}/sitemap.xml"}
     assert min((r for r in log if r.host == host), key=lambda r: r.started).path == "/robots.txt"
     _assert_spaced(log, [host], crawl_delay)

@@ -14,6 +14,7 @@ import sys
 import textwrap
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -357,6 +358,54 @@ async def test_retry_and_dead_also_add_links(make_store: StoreFactory) -> None:
     assert (await store.counts()).queued == 3
 
 
+# ------------------------------------------------------------------ item kinds (sitemaps) and lastmod
+
+
+SITEMAP_ITEMS = [
+    UrlItem("http://a.test/sitemap.xml", "a.test", 0, kind="sitemap"),
+    UrlItem("http://b.test/sitemap.xml", "b.test", 0, kind="sitemap?"),
+    UrlItem("http://c.test/s.xml.gz", "c.test", 1, kind="sitemap:a.test"),
+    UrlItem("http://d.test/page", "d.test", 2, lastmod=1_714_521_600.5),
+]
+
+
+async def test_item_kind_and_lastmod_survive_claim_retry_and_dead_letters(make_store: StoreFactory) -> None:
+    store = await make_store()
+    assert (await store.add(SITEMAP_ITEMS, T0)).queued == 4
+    leases = sorted(await store.claim(T0, 10), key=lambda x: x.item.host)
+    assert [x.item for x in leases] == SITEMAP_ITEMS
+    await store.complete([Outcome(x, "retry", host_due=T0, retry_at=T0 + 1) for x in leases], T0)
+    leases = sorted(await store.claim(T0 + 1, 10), key=lambda x: x.item.host)
+    assert [x.item for x in leases] == [replace(i, attempts=1) for i in SITEMAP_ITEMS]
+    await store.complete([dead(x, T0, CrawlError(ErrorType.SITEMAP_ERROR, "bad")) for x in leases], T0 + 2)
+    letters = sorted(await store.dead_letters(), key=lambda d: d.item.host)
+    assert [d.item for d in letters] == [replace(i, attempts=2) for i in SITEMAP_ITEMS]
+    assert await store.requeue_dead(ErrorType.SITEMAP_ERROR.value, T0 + 3) == 4
+    leases = sorted(await store.claim(T0 + 3, 10), key=lambda x: x.item.host)
+    assert [x.item for x in leases] == SITEMAP_ITEMS
+
+
+async def test_kinds_and_lastmod_travel_as_links_and_through_release(make_store: StoreFactory) -> None:
+    store = await make_store()
+    await store.add([url("e.test", "1")], T0)
+    [lease] = await store.claim(T0, 10)
+    await store.complete([done(lease, T0, links=SITEMAP_ITEMS)], T0)
+    leases = await store.claim(T0, 10)
+    await store.release(leases, T0)
+    again = sorted(await store.claim(T0, 10), key=lambda x: x.item.host)
+    assert [x.item for x in again] == SITEMAP_ITEMS
+
+
+async def test_a_sitemap_and_the_page_at_its_url_are_seen_apart(make_store: StoreFactory) -> None:
+    store = await make_store()
+    page = UrlItem("http://a.test/sitemap.xml", "a.test")
+    sitemap = UrlItem("http://a.test/sitemap.xml", "a.test", kind="sitemap")
+    assert (await store.add([page, sitemap], T0)).queued == 2
+    probe = UrlItem("http://a.test/sitemap.xml", "a.test", kind="sitemap?")
+    r = await store.add([page, sitemap, probe], T0 + 1)
+    assert (r.queued, r.duplicates) == (0, 3)  # every sitemap kind is one identity: the file is read once
+
+
 # ------------------------------------------------------------------ stale leases, release
 
 
@@ -629,6 +678,17 @@ async def test_recrawl_queues_expired_pages_with_their_validators(make_store: St
     assert await store.recrawl(T0 + 102) == Recrawled(0, 0)
 
 
+async def test_a_done_sitemap_is_not_on_the_recrawl_list(make_store: StoreFactory) -> None:
+    store = await make_store(seen_ttl=100)
+    await store.add([*SITEMAP_ITEMS, url("e.test", "page")], T0)
+    await fetch_all(store, T0, {i.url: V1 for i in SITEMAP_ITEMS} | {"http://e.test/page": V1})
+    # Only the pages come back: a sitemap is queued again when its host's robots.txt names it again.
+    assert await store.recrawl(T0 + 101) == Recrawled(queued=2, conditional=2)
+    got = sorted(((x.item, x.validators) for x in await claim_all(store, T0 + 101)), key=lambda g: g[0].url)
+    # The page a sitemap dated comes back as a page (its lastmod was the sitemap's, not kept for a recrawl).
+    assert got == [(UrlItem("http://d.test/page", "d.test", 2), V1), (UrlItem("http://e.test/page", "e.test"), V1)]
+
+
 async def test_recrawl_leaves_pages_within_ttl_and_fresh_urls(make_store: StoreFactory) -> None:
     store = await make_store(seen_ttl=100)
     await store.add([url("a.test", "old"), url("b.test", "linked")], T0)
@@ -891,6 +951,8 @@ async def test_sqlite_file_of_schema_1_is_upgraded_for_recrawl(tmp_path: Path) -
     db = sqlite3.connect(tmp_path / "frontier.sqlite3")
     db.executescript(
         "DROP TABLE fetched; ALTER TABLE queue DROP COLUMN etag; ALTER TABLE queue DROP COLUMN last_modified;"
+        " ALTER TABLE queue DROP COLUMN kind; ALTER TABLE queue DROP COLUMN lastmod;"  # nor sitemaps' columns
+        " ALTER TABLE dead DROP COLUMN kind; ALTER TABLE dead DROP COLUMN lastmod;"
         " PRAGMA user_version = 1;"
     )
     db.close()
@@ -900,7 +962,7 @@ async def test_sqlite_file_of_schema_1_is_upgraded_for_recrawl(tmp_path: Path) -
         await store.complete([Outcome(lease, "done", host_due=T0, validators=V1)], T0)
         assert await store.recrawl(T0 + 101) == Recrawled(queued=1, conditional=1)
     db = sqlite3.connect(tmp_path / "frontier.sqlite3")
-    assert db.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert db.execute("PRAGMA user_version").fetchone()[0] == 3
     db.close()
 
 
@@ -1042,6 +1104,28 @@ class TestSqliteDurability:
             c = await again.counts()
             assert (c.queued, c.hosts) == (1, 1)
             assert (await again.add([url("b.test", "1")], T0)).queued == 1
+
+    async def test_a_folder_of_schema_2_is_upgraded_and_its_urls_are_pages(self, tmp_path: Path) -> None:
+        async with await SqliteStore.open(tmp_path, host_limits=lambda h: HostLimits()) as store:
+            await store.add([url("a.test", "1"), url("b.test", "1")], T0)
+            [lease, _] = await store.claim(T0, 10)
+            await store.complete([dead(lease, T0, CrawlError(ErrorType.TIMEOUT, "slow"))], T0)
+        # What the release before sitemaps left: schema 2 had neither column.
+        db = sqlite3.connect(tmp_path / "frontier.sqlite3")
+        for table in ("queue", "dead"):
+            db.execute(f"ALTER TABLE {table} DROP COLUMN kind")
+            db.execute(f"ALTER TABLE {table} DROP COLUMN lastmod")
+        db.execute("PRAGMA user_version = 2")
+        db.commit()
+        db.close()
+        async with await SqliteStore.open(tmp_path, host_limits=lambda h: HostLimits()) as store:
+            [letter] = await store.dead_letters()
+            assert letter.item == UrlItem("http://a.test/1", "a.test", 0, 1)
+            assert [x.item for x in await store.claim(T0, 10)] == [UrlItem("http://b.test/1", "b.test")]
+            await store.add(SITEMAP_ITEMS[:1], T0)
+            assert [x.item for x in await store.claim(T0 + 1, 10)] == SITEMAP_ITEMS[:1]
+        version = sqlite3.connect(tmp_path / "frontier.sqlite3").execute("PRAGMA user_version").fetchone()[0]
+        assert version == 3
 
     async def test_zero_budget_host_asked_for_limits_once(self, tmp_path: Path) -> None:
         asked: list[str] = []

@@ -73,11 +73,16 @@ def html(title: str, links: Sequence[str] = ()) -> str:
 
 
 def make_config(web: TestWeb, **sections: dict[str, Any]) -> Config:
-    """Loopback networking, no rendering, no politeness delay unless a section says otherwise."""
+    """Loopback networking, no rendering, no politeness delay, no sitemaps unless a section says otherwise.
+
+    (Sitemaps would add a /sitemap.xml request and record per host; tests/test_sitemap_reader.py and
+    tests/test_e2e_sitemaps.py have them on.)
+    """
     data: dict[str, Any] = {
         "network": {"resolve": web.resolve_map(), "allow_private": True},
         "fetch": {"render": "never"},
         "politeness": {"delay": 0.0},
+        "crawl": {"sitemaps": False},
     }
     for name, values in sections.items():
         data[name] = {**data.get(name, {}), **values}

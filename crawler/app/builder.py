@@ -35,6 +35,7 @@ from crawler.worker.commit import Committer
 from crawler.worker.frontier import WorkerFrontier
 from crawler.worker.lease import LeaseRunner
 from crawler.worker.loop import Worker
+from crawler.worker.sitemaps import SitemapReader
 from crawler.worker.slot import HostSlots
 
 if TYPE_CHECKING:  # prometheus_client and Playwright load only when a crawl uses them
@@ -200,6 +201,7 @@ async def build_worker(
         follow_near_duplicates=cfg.crawl.follow_near_duplicates,
         renderer=renderer,
     )
+    sitemaps = SitemapReader(cfg, ingest, stats, settings)
     sink = RecordLog(sink_path)
     stack.callback(sink.close)
     if archive is not None:
@@ -214,6 +216,7 @@ async def build_worker(
         frontier=frontier,
         stats=stats,
         host_settings=settings,
+        sitemaps=sitemaps,
         clock=clock,
     )
     committer = Committer(

@@ -61,6 +61,7 @@ def config_flags(p: argparse.ArgumentParser) -> None:
         help="map a host or wildcard (*.test) to an address, like curl --resolve; repeatable",
     )
     p.add_argument("--allow-private", action="store_true", help="allow hosts on private/loopback addresses")
+    p.add_argument("--no-sitemaps", action="store_true", help="read no robots.txt Sitemap lines and no /sitemap.xml")
     p.add_argument("--warc", action="store_true", help="also write WARC files to OUT/warc (output.warc = true)")
     p.add_argument(
         "--seen-ttl",
@@ -101,6 +102,8 @@ def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
         crawl["concurrency"] = args.concurrency
     if args.user_agent is not None:
         crawl["user_agent"] = args.user_agent
+    if getattr(args, "no_sitemaps", False):
+        crawl["sitemaps"] = False
     if getattr(args, "seen_ttl", None) is not None:
         crawl["seen_ttl"] = args.seen_ttl
     out: dict[str, Any] = {"crawl": crawl} if crawl else {}

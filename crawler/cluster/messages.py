@@ -9,6 +9,7 @@ frontier applies to the store. Messages are compact orjson arrays; key names are
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import orjson
 
@@ -21,12 +22,15 @@ LINKS = "links"  # a message of discovered links, grouped by depth, without a le
 
 
 def encode_lease(lease: Lease) -> bytes:
-    """A lease as an inbox message; a recrawled URL's validators ride at the end (ordinary leases stay short)."""
+    """A lease as an inbox message; a recrawled URL's validators, then a sitemap's kind and a lastmod, ride at
+    the end only when set (ordinary leases stay short; validator slots are null when only the latter are)."""
     it = lease.item
     msg = [lease.token, lease.expires_at, it.url, it.host, it.depth, it.attempts]
     v = lease.validators
-    if v is not None:
-        msg += [v.etag, v.last_modified]
+    extras = it.extras()
+    if v is not None or extras:
+        msg += [None, None] if v is None else [v.etag, v.last_modified]
+        msg += extras
     return orjson.dumps(msg)
 
 
@@ -34,14 +38,23 @@ def decode_lease(raw: bytes | str) -> Lease:
     """The inverse of `encode_lease`."""
     m = orjson.loads(raw)
     validators = Validators.of(m[6], m[7]) if len(m) > 6 else None
-    return Lease(UrlItem(m[2], m[3], m[4], m[5]), int(m[0]), float(m[1]), validators)
+    return Lease(UrlItem(m[2], m[3], m[4], m[5], *m[8:10]), int(m[0]), float(m[1]), validators)
+
+
+def _link(item: UrlItem) -> list[Any]:
+    return [item.url, item.host, item.depth, *item.extras()]
+
+
+def _item(link: list[Any]) -> UrlItem:
+    url, host, depth, *extras = link
+    return UrlItem(url, host, int(depth), 0, *extras)
 
 
 def encode_outcome(outcome: Outcome | Lease, worker: str) -> bytes:
     """An outcome (or a bare lease to release) as a message on the outcomes list."""
     if isinstance(outcome, Lease):
         return orjson.dumps([worker, RELEASE, encode_lease(outcome).decode(), 0.0, 0.0, None, []])
-    links = [[i.url, i.host, i.depth] for i in outcome.links]
+    links = [_link(i) for i in outcome.links]
     msg = [
         worker,
         outcome.kind,
@@ -59,14 +72,14 @@ def encode_outcome(outcome: Outcome | Lease, worker: str) -> bytes:
 
 def encode_links(items: Sequence[UrlItem], worker: str) -> bytes:
     """Discovered links as one message on the outcomes list."""
-    return orjson.dumps([worker, LINKS, None, 0.0, 0.0, None, [[i.url, i.host, i.depth] for i in items]])
+    return orjson.dumps([worker, LINKS, None, 0.0, 0.0, None, [_link(i) for i in items]])
 
 
 def decode_outcome(raw: bytes | str) -> tuple[str, Outcome | Lease | list[UrlItem]]:
     """(worker id, Outcome), (worker id, Lease) for a release, or (worker id, links) for discovered links."""
     m = orjson.loads(raw)
     worker, kind, lease_raw, host_due, retry_at, error, links = m[:7]
-    items = [UrlItem(u, h, int(d)) for u, h, d in links]
+    items = [_item(link) for link in links]
     if kind == LINKS:
         return worker, items
     lease = decode_lease(lease_raw)

@@ -236,7 +236,7 @@ class FrontierService:
         except BaseException:
             # Nothing of this batch is trimmed, so it is applied again next turn: its links must pass
             # this process's recent-URL cache again, or they would be dropped as already seen.
-            self.ingest.forget(item.url for item in links)
+            self.ingest.forget(item.seen_key for item in links)
             raise
         return len(raw)
 
@@ -250,10 +250,7 @@ class FrontierService:
 
     def _admit(self, items: list[UrlItem]) -> list[UrlItem]:
         """This process's Bloom filter, recent cache and scope, before the store's exact seen-set."""
-        by_depth: dict[int, list[str]] = {}
-        for item in items:
-            by_depth.setdefault(item.depth, []).append(item.url)
-        return [admitted for depth, urls in by_depth.items() for admitted in self.ingest.admit(urls, depth)]
+        return self.ingest.admit_items(items)
 
     async def _dispatch(self) -> int:
         room = {w: self.members.capacity.get(w, 0) - self.members.assigned.get(w, 0) for w in self.members.ring.members}

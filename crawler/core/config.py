@@ -58,6 +58,11 @@ class CrawlSettings:
     concurrency: int = field(default=64, metadata=_range(1, 10000))
     near_duplicate_distance: int = field(default=3, metadata=_range(0, 16))
     follow_near_duplicates: bool = True
+    sitemaps: bool = True
+    sitemap_max_files: int = field(default=500, metadata=_range(1))
+    sitemap_max_depth: int = field(default=2, metadata=_range(0, 10))
+    sitemap_max_urls: int = field(default=50_000, metadata=_range(1))
+    sitemap_max_bytes: int = field(default=50 * 2**20, metadata=_range(1024))
 
     @property
     def product_token(self) -> str:
@@ -143,6 +148,7 @@ class DomainSettings:
     max_repeated_segments: int | None = field(default=None, metadata=_range(1))
     max_path_segments: int | None = field(default=None, metadata=_range(1))
     follow_near_duplicates: bool | None = None
+    sitemaps: bool | None = None
     #: Ports of the browsers' blocked list (crawler.core.ports) this domain may be fetched on, e.g. [25].
     allow_ports: tuple[int, ...] | None = None
 
@@ -166,6 +172,7 @@ class HostSettings:
     max_path_segments: int = 64
     follow_near_duplicates: bool = True
     allow_ports: tuple[int, ...] = ()
+    sitemaps: bool = True
 
     def limits(self, crawl_delay: float | None = None) -> HostLimits:
         """What the frontier store enforces for this host: concurrency, start spacing and page budget."""
@@ -217,6 +224,7 @@ def _for_host(cfg: Config, name: str) -> HostSettings:
         max_repeated_segments=c.max_repeated_segments,
         max_path_segments=c.max_path_segments,
         follow_near_duplicates=c.follow_near_duplicates,
+        sitemaps=c.sitemaps,
     )
     return replace(base, **override.overrides())
 

@@ -25,6 +25,7 @@ class ErrorType(StrEnum):
     INVALID_URL = "invalid_url"
     PARSE_ERROR = "parse_error"
     BROWSER_ERROR = "browser_error"
+    SITEMAP_ERROR = "sitemap_error"  # a sitemap that is malformed, not a sitemap, or over its URL cap
 
 
 #: Errors worth another attempt later (network trouble, server overload).

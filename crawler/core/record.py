@@ -45,6 +45,7 @@ class Record:
     dead_letter: bool = False
     warc: dict[str, Any] | None = None  # {"file", "offset", "length"} of the response's WARC record
     unchanged: bool = False  # a recrawl's conditional request was answered 304 Not Modified: not parsed again
+    sitemap_urls: int | None = None  # a sitemap's record: the URLs it listed (pages: null)
 
     def to_json(self) -> bytes:
         """The record as one JSON line (newline included)."""

@@ -26,6 +26,8 @@ class Counter(StrEnum):
     RENDER_REFUSED = "render_refused"  # requests of a rendering page that robots.txt forbids
     CONDITIONAL = "conditional"  # page requests sent with validators (a recrawl's If-None-Match / If-Modified-Since)
     UNCHANGED = "unchanged"  # 304 answers to them: recorded with `unchanged: true`, not parsed again
+    SITEMAPS = "sitemaps"  # sitemap records written (a subset of pages)
+    SITEMAP_URLS = "sitemap_urls"  # URLs read from sitemaps (before scope and dedup)
 
 
 #: The status classes records are counted by; `error` is a record without an HTTP response.

@@ -102,13 +102,20 @@ class PageFetcher:
         self.max_redirects = max_redirects
 
     async def fetch(
-        self, url: str, depth: int, *, until: float | None = None, validators: Validators | None = None
+        self,
+        url: str,
+        depth: int,
+        *,
+        until: float | None = None,
+        validators: Validators | None = None,
+        max_bytes: int | None = None,
     ) -> PageFetch:
         """Fetch `url` (robots.txt first), following same-host redirects hop by hop through the host's gate.
 
         `until`: the page request must start by then (the gate raises otherwise; the lease is handed back).
         `validators`: from the page's last fetch; the request for `url` itself is then conditional (a redirect
         hop is not: the validators belong to `url`'s own response).
+        `max_bytes`: the body cap when not the fetcher's own (a sitemap may be larger than a page).
         """
         result = PageFetch(url=url, final_url=url)
         host = host_key(url)
@@ -144,7 +151,7 @@ class PageFetcher:
             conditional = validators.headers() if validators is not None and hop == 0 else None
             try:
                 async with self.gate.request(host, until=until):
-                    resp = await self.http.fetch(current, headers=conditional)
+                    resp = await self.http.fetch(current, headers=conditional, max_bytes=max_bytes)
             except CrawlError as exc:
                 result.error = exc
                 return result

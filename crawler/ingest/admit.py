@@ -126,6 +126,33 @@ class Ingest:
             items.append(UrlItem(url, host, depth))
         return items
 
+    def admit_items(self, items: Iterable[UrlItem]) -> list[UrlItem]:
+        """`admit` for items made elsewhere (a sitemap's, or links a worker sent on), each judged at its own
+        depth and deduplicated by its `seen_key`; kept items are returned as they are (kind, lastmod)."""
+        kept: list[UrlItem] = []
+        now = self._clock()
+        recent = self._recent
+        stats = self.stats
+        for item in items:
+            reason = self._reason(item.url, item.host, item.depth)
+            if reason is not None:
+                if reason == OUT_OF_SCOPE and self.defer_scope:
+                    kept.append(item)
+                    continue
+                stats.skip(reason)
+                continue
+            key = item.seen_key
+            if self.bloom.add(key):
+                seen_at = recent.get(key)
+                if seen_at is not None and now - seen_at < self._ttl:
+                    stats.incr(Counter.DUPLICATE_URLS)
+                    continue
+            recent[key] = now
+            if len(recent) > self._recent_size:
+                del recent[next(iter(recent))]
+            kept.append(item)
+        return kept
+
     def mark_seen(self, urls: Iterable[str]) -> None:
         """Remember URLs fetched without being admitted (a same-host redirect's target) as just admitted,
         so this process drops later links to them before they reach the store (which marks them seen too)."""
@@ -138,7 +165,8 @@ class Ingest:
                 del recent[next(iter(recent))]
 
     def forget(self, urls: Iterable[str]) -> None:
-        """Undo `admit` for URLs the store never received (a failed write), so offering them again works."""
+        """Undo `admit` for URLs (seen keys) the store never received (a failed write), so offering them
+        again works."""
         for url in urls:
             self._recent.pop(url, None)
 

@@ -17,14 +17,16 @@ from crawler.core.exchange import Exchange
 from crawler.core.recent import RecentDict
 from crawler.core.record import Record, iso_utc
 from crawler.core.stats import Counter, Stats
-from crawler.core.urlitem import UrlItem
+from crawler.core.urlitem import SITEMAP_PROBE, UrlItem, is_sitemap
 from crawler.core.urlnorm import origin
 from crawler.core.validators import Validators
+from crawler.fetch.http import Response
 from crawler.fetch.pages import PageFetch, PageFetcher
 from crawler.ingest.admit import Ingest
 from crawler.worker.analyze import PageAnalyzer
 from crawler.worker.frontier import WorkerFrontier
 from crawler.worker.retry import POLICIES, Failure, Policy, classify, failure_of, retry_at
+from crawler.worker.sitemaps import SitemapReader
 from crawler.worker.slot import HOST_MEMORY, HostSlots
 from crawler.worker.subfetch import sub_fetcher
 from frontier.store import HostLimits, Lease, Outcome, OutcomeKind
@@ -54,6 +56,7 @@ class LeaseRunner:
         frontier: WorkerFrontier,
         stats: Stats,
         host_settings: Callable[[str], HostSettings],
+        sitemaps: SitemapReader,
         clock: Callable[[], float] = time.time,
         jitter: Callable[[], float] = lambda: random.uniform(0.8, 1.2),
     ) -> None:
@@ -65,6 +68,7 @@ class LeaseRunner:
         self.frontier = frontier
         self.stats = stats
         self.host_settings = host_settings
+        self.sitemaps = sitemaps
         self.clock = clock
         self.jitter = jitter
         self._told: RecentDict[str, HostLimits] = RecentDict(HOST_MEMORY)
@@ -77,10 +81,11 @@ class LeaseRunner:
         item = lease.item
         settings = self.host_settings(item.host)
         started = self.clock()
+        cap = self.sitemaps.max_bytes if item.kind and is_sitemap(item.kind) else None
         try:
             # Wait no longer than the lease lasts: past it, the frontier may hand the URL to another fetch.
             pf = await self.fetcher.fetch(
-                item.url, item.depth, until=lease_deadline(lease, started), validators=lease.validators
+                item.url, item.depth, until=lease_deadline(lease, started), validators=lease.validators, max_bytes=cap
             )
         except CrawlError as exc:  # defensive: the fetcher reports errors in its result
             pf = PageFetch(url=item.url, final_url=item.url, error=exc)
@@ -95,6 +100,18 @@ class LeaseRunner:
         elif pf.error is not None and pf.error.type in RETRYABLE:
             self.slots.answered(item.host, None)  # a network failure counts towards the host's breaker
         await self._tell_store(item.host, settings)
+        # The host's sitemaps, when this fetch read its robots.txt anew: they ride on this lease's outcome,
+        # whatever it is, so they reach the frontier once.
+        found = self.sitemaps.discover(pf, settings)
+        finished = await self._judge(lease, pf, started, settings)
+        if found:
+            finished.outcome.links = [*found, *finished.outcome.links]
+        return finished
+
+    async def _judge(self, lease: Lease, pf: PageFetch, started: float, settings: HostSettings) -> Finished:
+        """What the fetch comes to: a retry, a dead letter, or a record (analyzed when it is a 2xx)."""
+        item = lease.item
+        resp = pf.response
         if pf.robots_unavailable and pf.rules is not None:
             # Retry when robots.txt may be fetched again; until then the host is not leased. A short outage
             # (a deploy, a blip) must not cost the site its URLs: they wait out `robots_give_up` whatever
@@ -114,13 +131,14 @@ class LeaseRunner:
             cap=self.config.politeness.retry_after_max,
         )
         policy = classify(failure)
-        if policy is not None and policy.retries:  # the failure matrix (crawler.worker.retry) decides
+        # The failure matrix (crawler.worker.retry) decides; a guessed /sitemap.xml that is not there is an answer.
+        if policy is not None and policy.retries and not _no_sitemap(item, resp):
             host_due = self.slots.due(item.host)
             return await self._retry_or_die(
                 lease, pf, started, host_due=host_due, at=self._when(policy, lease, failure, host_due)
             )
         try:
-            rec, follow, dom = await self._record(item, pf, started, settings)
+            rec, follow, items, dom = await self._record(item, pf, started, settings)
         except CrawlError as exc:  # the browser failed: try the page again later
             pf.error = exc
             host_due = self.slots.due(item.host)
@@ -130,7 +148,7 @@ class LeaseRunner:
                 lease, pf, started, host_due=host_due, at=self._when(policy, lease, failure, host_due)
             )
         # The host's due time is read after the render: its subrequests count as requests to the host.
-        return self._finish(lease, rec, follow, self.slots.due(item.host), "done", pf, dom)
+        return self._finish(lease, rec, follow, self.slots.due(item.host), "done", pf, dom, items)
 
     async def _tell_store(self, host: str, settings: HostSettings) -> None:
         """Crawl-delay learned or a live override: the store's spacing for the host follows."""
@@ -153,29 +171,37 @@ class LeaseRunner:
         if at is not None:
             self.stats.incr(Counter.RETRIES)
             return Finished(None, Outcome(lease, "retry", host_due, retry_at=at))
-        rec, _, _ = await self._record(lease.item, pf, started)
+        rec, _, _, _ = await self._record(lease.item, pf, started)
         rec.dead_letter = True
         self.stats.incr(Counter.DEAD_LETTERS)
         return self._finish(lease, rec, [], host_due, "dead", pf)
 
     async def _record(
         self, item: UrlItem, pf: PageFetch, started: float, settings: HostSettings | None = None
-    ) -> tuple[Record, list[str], str | None]:
-        """The record of a fetch, analyzed when it is a 2xx page; returns it with the links to follow and
-        the rendered DOM."""
+    ) -> tuple[Record, list[str], list[UrlItem], str | None]:
+        """The record of a fetch, analyzed when it is a 2xx page or read when it is a sitemap; returns it
+        with the links to follow, for a sitemap the items it lists (already admitted), and the rendered DOM."""
         rec = base_record(item, pf, started)
         resp = pf.response
         error = pf.error
         follow: list[str] = []
+        items: list[UrlItem] = []
         dom = None
         if pf.redirect_to is not None:
-            follow = [pf.redirect_to]
-            rec.links = follow
+            rec.links = [pf.redirect_to]
             rec.links_followed = True
             self.stats.incr(Counter.REDIRECTS)
+            if item.kind and is_sitemap(item.kind):
+                items = self.sitemaps.moved(item, pf.redirect_to)
+            else:
+                follow = [pf.redirect_to]
         elif resp is not None and error is None:
             if resp.status >= 400:
-                error = CrawlError(ErrorType.HTTP_ERROR, f"HTTP {resp.status}")
+                if not _no_sitemap(item, resp):
+                    error = CrawlError(ErrorType.HTTP_ERROR, f"HTTP {resp.status}")
+            elif 200 <= resp.status < 300 and item.kind and is_sitemap(item.kind):
+                max_outlinks = settings.max_outlinks if settings is not None else self.config.crawl.max_outlinks
+                error, items = await self.sitemaps.read(rec, resp, pf.final_url, item, max_outlinks)
             elif resp.status == 304:
                 if pf.conditional:  # unchanged since the last fetch: nothing new to parse or follow
                     rec.unchanged = True
@@ -200,7 +226,7 @@ class LeaseRunner:
             self.stats.error(error.type.value)
             if error.type is ErrorType.ROBOTS_DISALLOWED:
                 self.stats.incr(Counter.ROBOTS_DISALLOWED)
-        return rec, follow, dom
+        return rec, follow, items, dom
 
     def _finish(
         self,
@@ -211,14 +237,20 @@ class LeaseRunner:
         kind: OutcomeKind,
         pf: PageFetch,
         dom: str | None = None,
+        items: list[UrlItem] | None = None,
     ) -> Finished:
-        seen = fetched_besides(lease.item.url, rec)
+        page = not lease.item.kind
+        # A sitemap's redirect hops are not marked seen: the seen-set holds pages, and it was no page fetch.
+        seen = fetched_besides(lease.item.url, rec) if page else ()
         if seen:
             # Before the page's own links are admitted: a redirect target's self-link is a duplicate already.
             self.ingest.mark_seen(seen)
         links = self.ingest.admit(follow, lease.item.depth + 1) if follow else []
+        if items:
+            links = items + links
         exchange = pf.response.exchange if pf.response is not None else None
-        validators = page_validators(lease, pf) if kind == "done" else None  # kept for the next recrawl
+        # Kept for the next recrawl (a sitemap is not recrawled as such: robots.txt names it again).
+        validators = page_validators(lease, pf) if kind == "done" and page else None
         outcome = Outcome(lease, kind, host_due, error=rec.error, links=links, seen=seen, validators=validators)
         return Finished(rec, outcome, exchange, dom)
 
@@ -254,6 +286,11 @@ def page_validators(lease: Lease, pf: PageFetch) -> Validators | None:
     return None
 
 
+def _no_sitemap(item: UrlItem, resp: Response | None) -> bool:
+    """A guessed `/sitemap.xml` answered with an error status: the host has none there (not a failure)."""
+    return item.kind == SITEMAP_PROBE and resp is not None and resp.status >= 400
+
+
 def lease_deadline(lease: Lease, now: float) -> float:
     """When a request for `lease` must have started: before it expires, with a margin for the answer."""
     left = lease.expires_at - now
@@ -275,4 +312,5 @@ def base_record(item: UrlItem, pf: PageFetch, started: float) -> Record:
         redirect_to=pf.redirect_to,
         bytes=len(resp.body) if resp is not None else 0,
         attempts=item.attempts + 1,
+        sitemap_urls=0 if item.kind and is_sitemap(item.kind) else None,
     )

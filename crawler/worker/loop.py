@@ -133,6 +133,7 @@ class Worker:
             task.cancel()
         await asyncio.gather(*running, return_exceptions=True)
         self._unadmit(self.committer.held())
+        self.runner.sitemaps.forget_offers()  # sitemaps found may have ridden on dropped outcomes
         cut = self.committer.discard()
         if cut:
             self.stats.incr(Counter.PAGES, -cut)  # those records are no longer in the log
@@ -142,7 +143,7 @@ class Worker:
     def _unadmit(self, outcomes: list[Outcome]) -> None:
         """Dropped outcomes never reached the frontier: their links (and redirect targets) are not known
         to the store, so this process's dedup cache must not keep dropping them (the refetch offers them)."""
-        self.ingest.forget(url for o in outcomes for url in (*(i.url for i in o.links), *o.seen))
+        self.ingest.forget(key for o in outcomes for key in (*(i.seen_key for i in o.links), *o.seen))
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
         self.tasks.pop(task, None)
@@ -152,14 +153,25 @@ class Worker:
 
     async def _process(self, lease: Lease) -> None:
         try:
-            replayed = self.replay.pop(lease.item.url, None)
-            if replayed is not None:
+            replayed = self._replayed(lease)
+            if replayed is not None and not lease.item.kind:
                 self._finish_replayed(lease, replayed)
                 return
             finished = await self.runner.run(lease)
             if not self.frontier.valid():
                 self._unadmit([finished.outcome])
                 return  # the lease may be another's now: its record would be a duplicate
+            if replayed is not None:
+                # A sitemap's record lists at most max_outlinks of its URLs, and not which are sitemaps: it was
+                # read again (one request) for its items; the record already in the log (and its WARC data) stands.
+                finished.record = None
+                self._count(
+                    replayed.get("error") is not None,
+                    False,
+                    replayed.get("status"),
+                    replayed.get("bytes") or 0,
+                    sitemap=True,
+                )
             self._write(finished)
         except asyncio.CancelledError:
             raise
@@ -177,6 +189,13 @@ class Worker:
             log.exception("processing %s failed; releasing its lease", lease.item.url)
             await self.frontier.release([lease], self.clock())
 
+    def _replayed(self, lease: Lease) -> dict[str, Any] | None:
+        """The record written for this lease's URL before a crash, if it is of the lease's kind (page or sitemap)."""
+        rec = self.replay.get(lease.item.url)
+        if rec is None or (rec.get("sitemap_urls") is not None) != bool(lease.item.kind):
+            return None
+        return self.replay.pop(lease.item.url)
+
     def _write(self, finished: Finished) -> None:
         rec = finished.record
         if rec is not None:
@@ -184,16 +203,21 @@ class Worker:
                 # Queued with the record, so the committer's next flush writes both, the WARC data first.
                 self.archive.add_page(rec, finished.exchange, finished.dom)
             self.sink.write(rec)
-            self._count(rec.error is not None, bool(rec.near_duplicate_of), rec.status, rec.bytes)
+            sitemap = rec.sitemap_urls is not None
+            self._count(rec.error is not None, bool(rec.near_duplicate_of), rec.status, rec.bytes, sitemap=sitemap)
         self.committer.add(finished.outcome)
 
-    def _count(self, failed: bool, near_duplicate: bool, status: int | None, nbytes: int) -> None:
+    def _count(
+        self, failed: bool, near_duplicate: bool, status: int | None, nbytes: int, *, sitemap: bool = False
+    ) -> None:
         self.stats.incr(Counter.PAGES)
         self.stats.page(status, nbytes)
         if failed:
             self.stats.incr(Counter.FAILED)
         if near_duplicate:
             self.stats.incr(Counter.NEAR_DUPLICATES)
+        if sitemap:
+            self.stats.incr(Counter.SITEMAPS)
 
     def _finish_replayed(self, lease: Lease, rec: dict[str, Any]) -> None:
         """A record written before a crash whose outcome was lost: finish it without refetching."""

@@ -8,8 +8,8 @@ Times are the caller's Unix seconds, never the Redis clock.
 
 P = `crawl:{job}:`. Types, contents, and TTLs (none unless given):
 
-* `P seen:<hex16>` STRING: the `now` at which the URL (xxh3-64 as 16 hex digits) was last queued;
-  PX = seen_ttl + 1 s.
+* `P seen:<hex16>` STRING: the `now` at which the URL (xxh3-64 of its `UrlItem.seen_key`, 16 hex digits)
+  was last queued; PX = seen_ttl + 1 s.
 * `P q:<host>` ZSET item id → id: the host's eligible, unleased URLs, oldest (lowest id) first.
 * `P retry:<host>` ZSET item id → retry_at: the host's retries waiting for their time.
 * `P host:<host>` HASH: concurrency, spacing, budget (absent = unlimited), admitted, inflight,
@@ -18,14 +18,17 @@ P = `crawl:{job}:`. Types, contents, and TTLs (none unless given):
 * `P due` ZSET host → next_at, the exact time the host becomes claimable; holds exactly the hosts
   with queued URLs and fewer than `concurrency` leases out.
 * `P items` HASH item id → JSON [url, host, depth, attempts] of every queued or leased URL;
-  [url, host, depth, attempts, etag, last_modified] for a URL `recrawl` queued with validators.
+  [url, host, depth, attempts, etag, last_modified] for a URL `recrawl` queued with validators; and
+  [url, host, depth, attempts, etag or null, last_modified or null, kind, lastmod] for a sitemap or a URL
+  a sitemap listed with its lastmod.
 * `P fetched` ZSET "<depth> <host> <url>" → time of the URL's last `done` outcome: the pages `recrawl`
-  queues again once older than seen_ttl (a member leaves when it is queued again).
+  queues again once older than seen_ttl (a member leaves when it is queued again); sitemaps are not listed.
 * `P valid` HASH url hash (16 hex) → JSON [etag, last_modified] (either may be null): validators of
   fetched pages that had any; none are stored for the others. Removed when `recrawl` queues the URL.
 * `P leases` ZSET token → expires_at.
 * `P lease` HASH token → "<item id> <host>".
-* `P dead` LIST of JSON [url, host, depth, attempts, error, died_at, error_type], oldest first.
+* `P dead` LIST of JSON [url, host, depth, attempts, error, died_at, error_type] (+ [kind, lastmod] as in
+  `items`), oldest first.
 * `P meta` HASH: `set_meta` key → value.
 * `P counters` HASH: queued, leased, done, dead, hosts (active hosts), token (last lease token),
   seq (last item id), seen (seen entries written, expiry not subtracted).

@@ -107,17 +107,20 @@ def decode_robots(url: str, raw: bytes) -> KeptRobots:
 
 
 def _payload(item: UrlItem, attempts: int, validators: Validators | None = None) -> bytes:
-    if validators is None:
+    extras = item.extras()
+    if validators is None and not extras:
         return orjson.dumps([item.url, item.host, item.depth, attempts])
-    return orjson.dumps([item.url, item.host, item.depth, attempts, validators.etag, validators.last_modified])
+    v = [None, None] if validators is None else [validators.etag, validators.last_modified]
+    return orjson.dumps([item.url, item.host, item.depth, attempts, *v, *extras])
 
 
 def _lease(token: int, raw: bytes, expires_at: float) -> Lease:
-    """A lease from an `items` payload: [url, host, depth, attempts] plus [etag, last_modified] if recrawled."""
+    """A lease from an `items` payload: [url, host, depth, attempts], then [etag, last_modified] if recrawled
+    (or null), then [kind, lastmod] for a sitemap or a URL a sitemap dated."""
     v = orjson.loads(raw)
     if len(v) == 4:
         return Lease(UrlItem(v[0], v[1], v[2], v[3]), token, expires_at)
-    return Lease(UrlItem(v[0], v[1], v[2], v[3]), token, expires_at, Validators.of(v[4], v[5]))
+    return Lease(UrlItem(v[0], v[1], v[2], v[3], *v[6:8]), token, expires_at, Validators.of(v[4], v[5]))
 
 
 def fetched_member(item: UrlItem) -> str:
@@ -274,7 +277,9 @@ class RedisStore:
                 raise ValueError(f"unknown outcome kind {o.kind!r}")
             item = o.lease.item
             h = valid = ""
-            if kind == "d":
+            if kind == "d" and item.kind:
+                data = ""  # a sitemap is not recrawled as such: its host's robots.txt names it again
+            elif kind == "d":
                 data = fetched_member(item)
                 h = url_hash(item.url)
                 if o.validators is not None:
@@ -283,7 +288,8 @@ class RedisStore:
                 data = _payload(item, item.attempts + 1, o.lease.validators).decode()
             else:
                 etype = None if o.error is None else o.error.get("type")
-                data = orjson.dumps([item.url, item.host, item.depth, item.attempts + 1, o.error, now, etype]).decode()
+                dead = [item.url, item.host, item.depth, item.attempts + 1, o.error, now, etype, *item.extras()]
+                data = orjson.dumps(dead).decode()
             flat += [int(o.lease.token), kind, float(o.host_due), float(o.retry_at), data, h, valid]
             links.extend(o.links)
         section, _ = self._items_json(links)
@@ -394,10 +400,10 @@ class RedisStore:
         while len(out) < limit:
             raws = await self._r.lrange(self.keys.dead, start, start + page - 1)
             for raw in raws:
-                url, host, depth, attempts, error, died_at, _ = orjson.loads(raw)
+                url, host, depth, attempts, error, died_at, _, *extras = orjson.loads(raw)
                 if error_type is not None and (error or {}).get("type") != error_type:
                     continue
-                out.append(DeadLetter(UrlItem(url, host, depth, attempts), error, died_at))
+                out.append(DeadLetter(UrlItem(url, host, depth, attempts, *extras), error, died_at))
                 if len(out) >= limit:
                     break
             if len(raws) < page or error_type is None:
@@ -438,7 +444,7 @@ class RedisStore:
         """
         batch: dict[str, UrlItem] = {}
         for item in items:
-            batch.setdefault(url_hash(item.url), item)
+            batch.setdefault(url_hash(item.seen_key), item)
         flat: list[str] = []
         for h, item in batch.items():
             flat += [h, item.host, _payload(item, item.attempts).decode()]

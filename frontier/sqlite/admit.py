@@ -26,7 +26,7 @@ def plan_add(
     """What adding `items` would write; reads and `host_limits` calls only."""
     fresh: dict[int, UrlItem] = {}
     for item in items:
-        fresh.setdefault(url_key(item.url), item)
+        fresh.setdefault(url_key(item.seen_key), item)
     duplicates = len(items) - len(fresh)
     seen = db.execute(_SEEN_FRESH, (orjson.dumps(list(fresh)), now - seen_ttl)).fetchall()
     for (h,) in seen:
@@ -68,8 +68,11 @@ def apply_add(db: sqlite3.Connection, plan: AddPlan, now: float) -> None:
     hosts = plan.hosts
     db.executemany("INSERT OR REPLACE INTO seen (h, at) VALUES (?, ?)", [(h, now) for h, _ in plan.accepted])
     db.executemany(
-        "INSERT INTO queue (hid, url, depth, attempts, not_before) VALUES (?, ?, ?, ?, 0)",
-        [(hosts[item.host].hid, item.url, item.depth, item.attempts) for _, item in plan.accepted],
+        "INSERT INTO queue (hid, url, depth, attempts, not_before, kind, lastmod) VALUES (?, ?, ?, ?, 0, ?, ?)",
+        [
+            (hosts[item.host].hid, item.url, item.depth, item.attempts, item.kind or None, item.lastmod)
+            for _, item in plan.accepted
+        ],
     )
     # New rows are eligible at once, so the host is due as soon as politeness allows.
     db.executemany(

@@ -57,7 +57,8 @@ def sort_outcomes(outcomes: Sequence[Outcome], leased: dict[int, tuple[int, int]
             v = o.validators
             etag, last_modified = (None, None) if v is None else (v.etag, v.last_modified)
             it = o.lease.item
-            fetched_rows.append((url_key(it.url), hid, it.url, it.depth, now, etag, last_modified))
+            if not it.kind:  # a sitemap is not recrawled as such: its host's robots.txt names it again
+                fetched_rows.append((url_key(it.url), hid, it.url, it.depth, now, etag, last_modified))
         elif o.kind == "retry":
             retry_rows.append((o.retry_at, row_id))
             agg[1] += 1
@@ -85,8 +86,8 @@ def apply_outcomes(db: sqlite3.Connection, rows: OutcomeRows, ended: int) -> Non
     )
     if rows.dead_rows:
         db.executemany(
-            "INSERT INTO dead (hid, url, depth, attempts, error, error_type, died_at)"
-            " SELECT hid, url, depth, attempts + 1, ?, ?, ? FROM queue WHERE id = ?",
+            "INSERT INTO dead (hid, url, depth, attempts, error, error_type, died_at, kind, lastmod)"
+            " SELECT hid, url, depth, attempts + 1, ?, ?, ?, kind, lastmod FROM queue WHERE id = ?",
             rows.dead_rows,
         )
         db.executemany("DELETE FROM queue WHERE id = ?", [(r[3],) for r in rows.dead_rows])

@@ -17,7 +17,9 @@ DB_FILENAME = "frontier.sqlite3"
 #: Beside it: held with `flock` by the one process that owns the store (readers never take it).
 OWNER_LOCK_SUFFIX = ".owner"
 
-_SCHEMA_VERSION = 2  # 2: validators in queue, the fetched table (recrawl); a version 1 file is upgraded
+# 2: validators in queue, the fetched table (recrawl); 3: item kind and lastmod in queue and dead (sitemaps).
+# Older files are upgraded on open.
+_SCHEMA_VERSION = 3
 _U64 = 1 << 64
 _I64_MAX = (1 << 63) - 1
 
@@ -47,7 +49,9 @@ CREATE TABLE IF NOT EXISTS queue (
     token INTEGER,
     expires_at REAL,
     etag TEXT,                  -- validators of the page's last fetch, for a recrawled URL (else NULL)
-    last_modified TEXT
+    last_modified TEXT,
+    kind TEXT,                  -- UrlItem.kind, NULL for a page
+    lastmod REAL                -- a sitemap's lastmod for the URL, if any
 );
 CREATE INDEX IF NOT EXISTS queue_ready ON queue (hid, id, not_before) WHERE token IS NULL;
 CREATE UNIQUE INDEX IF NOT EXISTS queue_leased ON queue (token) WHERE token IS NOT NULL;
@@ -59,7 +63,9 @@ CREATE TABLE IF NOT EXISTS dead (
     attempts INTEGER NOT NULL,
     error TEXT,
     error_type TEXT,
-    died_at REAL NOT NULL
+    died_at REAL NOT NULL,
+    kind TEXT,
+    lastmod REAL
 );
 -- Pages fetched (done), by when: `recrawl` queues them again once older than seen_ttl.
 CREATE TABLE IF NOT EXISTS fetched (
@@ -102,7 +108,7 @@ _FIRST_DUE_HOST = (
     " WHERE queued > 0 AND inflight < concurrency ORDER BY next_at, hid LIMIT 1"
 )
 _OLDEST_ELIGIBLE = (
-    "SELECT id, url, depth, attempts, etag, last_modified FROM queue"
+    "SELECT id, url, depth, attempts, etag, last_modified, kind, lastmod FROM queue"
     " WHERE hid = ? AND token IS NULL AND not_before <= ? ORDER BY id LIMIT 1"
 )
 _HAS_ELIGIBLE = "SELECT 1 FROM queue WHERE hid = ? AND token IS NULL AND not_before <= ? LIMIT 1"
@@ -180,11 +186,15 @@ def prepare(db: sqlite3.Connection, path: Path) -> None:
     if mode.lower() != "wal":
         raise ConfigError(f"frontier {path}: cannot use WAL journal (got {mode!r})")
     version = db.execute("PRAGMA user_version").fetchone()[0]
-    if version not in (0, 1, _SCHEMA_VERSION):
+    if version not in (0, 1, 2, _SCHEMA_VERSION):
         raise ConfigError(f"frontier {path} has schema version {version}, expected {_SCHEMA_VERSION}")
     if version == 1:  # a crawl made before recrawl existed: its queue gains the validator columns
         db.execute("ALTER TABLE queue ADD COLUMN etag TEXT")
         db.execute("ALTER TABLE queue ADD COLUMN last_modified TEXT")
+    if version in (1, 2):  # made before sitemaps: its queued and dead URLs are pages
+        for table in ("queue", "dead"):
+            db.execute(f"ALTER TABLE {table} ADD COLUMN kind TEXT")
+            db.execute(f"ALTER TABLE {table} ADD COLUMN lastmod REAL")
     for statement in _SCHEMA.split(";"):
         if statement.strip():
             db.execute(statement)

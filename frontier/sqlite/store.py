@@ -13,7 +13,8 @@ Read-only connections (`frontier.sqlite.inspect`, for `crawler explain`) may rea
 with normal locking lets them see the last flush while the owner writes.
 
 Decisions the contract leaves open:
-* Seen entries are keyed by a signed 64-bit xxh3 of the URL (a false "seen" needs a 64-bit collision).
+* Seen entries are keyed by a signed 64-bit xxh3 of the item's `seen_key` (its URL for a page; a false
+  "seen" needs a 64-bit collision).
 * A URL over its host's budget is counted in `over_budget` and NOT marked seen, so raising the
   budget later admits it when it is discovered again.
 * An expired seen entry makes a URL addable again even if an old copy still waits in the queue.
@@ -283,17 +284,17 @@ class SqliteStore:
         """Dead-lettered URLs (only `error_type` when given, filtered before the limit), oldest first."""
         where, args = ("", ()) if error_type is None else (" WHERE d.error_type = ?", (str(error_type),))
         rows = self._db.execute(
-            "SELECT d.url, h.host, d.depth, d.attempts, d.error, d.died_at"
+            "SELECT d.url, h.host, d.depth, d.attempts, d.error, d.died_at, d.kind, d.lastmod"
             f" FROM dead AS d JOIN hosts AS h USING (hid){where} ORDER BY d.id LIMIT ?",
             (*args, limit),
         ).fetchall()
         return [
             DeadLetter(
-                item=UrlItem(url=url, host=host, depth=depth, attempts=attempts),
+                item=UrlItem(url, host, depth, attempts, kind or "", lastmod),
                 error=orjson.loads(error) if error is not None else None,
                 died_at=died_at,
             )
-            for url, host, depth, attempts, error, died_at in rows
+            for url, host, depth, attempts, error, died_at, kind, lastmod in rows
         ]
 
     async def requeue_dead(self, error_type: str | None, now: float) -> int:
@@ -304,8 +305,8 @@ class SqliteStore:
             if not per_host:
                 return 0
             db.execute(
-                "INSERT INTO queue (hid, url, depth, attempts, not_before)"
-                f" SELECT hid, url, depth, 0, 0 FROM dead{where} ORDER BY id",
+                "INSERT INTO queue (hid, url, depth, attempts, not_before, kind, lastmod)"
+                f" SELECT hid, url, depth, 0, 0, kind, lastmod FROM dead{where} ORDER BY id",
                 args,
             )
             db.execute(f"DELETE FROM dead{where}", args)
@@ -367,13 +368,14 @@ class SqliteStore:
                     earliest = db.execute(_EARLIEST_NOT_BEFORE, (hid,)).fetchone()[0]
                     parked.append((max(polite_at, earliest), hid))
                     continue
-                row_id, url, depth, attempts, etag, last_modified = row
+                row_id, url, depth, attempts, etag, last_modified, kind, lastmod = row
                 self._token += 1
                 lease_rows.append((self._token, expires_at, row_id))
                 host_rows.append((now + spacing, hid))
                 claimed.add(hid)
                 validators = None if etag is None and last_modified is None else Validators(etag, last_modified)
-                leases.append(Lease(UrlItem(url, host, depth, attempts), self._token, expires_at, validators))
+                item = UrlItem(url, host, depth, attempts, kind or "", lastmod)
+                leases.append(Lease(item, self._token, expires_at, validators))
                 if len(leases) == limit:
                     break
             db.executemany("UPDATE queue SET token = ?, expires_at = ? WHERE id = ?", lease_rows)

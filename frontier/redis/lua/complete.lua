@@ -1,8 +1,8 @@
 -- complete: ARGV = prefix, now, seen threshold, seen PX ms, outcomes JSON, then limits JSON and
 -- items JSON for the links (see plan_add). Outcomes: flat [token, kind d|r|x, host_due, retry_at,
 -- data, url hash, validators, ...]; data is the item JSON with attempts + 1 (retry), the dead-letter
--- JSON (dead), or the `fetched` member "<depth> <host> <url>" (done), whose validators JSON is kept
--- under the url hash ('': none, and older ones are deleted).
+-- JSON (dead), or the `fetched` member "<depth> <host> <url>" (done; '' for a sitemap, not listed), whose
+-- validators JSON is kept under the url hash ('': none, and older ones are deleted).
 -- Returns {1, missing hosts...} without writing anything when a link's host needs limits, else
 -- {0, stale}. Stale outcomes (token not leased) change nothing; their links are still added.
 local outs = cjson.decode(ARGV[5])
@@ -36,13 +36,15 @@ for _, e in ipairs(ended) do
   if kind == 'd' then
     gone_items[#gone_items + 1] = id
     done = done + 1
-    fetched_rows[#fetched_rows + 1] = now_s
-    fetched_rows[#fetched_rows + 1] = outs[b + 4]
-    if outs[b + 6] ~= '' then
-      valid_rows[#valid_rows + 1] = outs[b + 5]
-      valid_rows[#valid_rows + 1] = outs[b + 6]
-    else
-      unvalid[#unvalid + 1] = outs[b + 5]
+    if outs[b + 4] ~= '' then  -- '': a sitemap, which is not on the fetched list
+      fetched_rows[#fetched_rows + 1] = now_s
+      fetched_rows[#fetched_rows + 1] = outs[b + 4]
+      if outs[b + 6] ~= '' then
+        valid_rows[#valid_rows + 1] = outs[b + 5]
+        valid_rows[#valid_rows + 1] = outs[b + 6]
+      else
+        unvalid[#unvalid + 1] = outs[b + 5]
+      end
     end
   elseif kind == 'r' then
     retry_rows[#retry_rows + 1] = id

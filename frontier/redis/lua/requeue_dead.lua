@@ -17,7 +17,11 @@ for _, d in ipairs(moved) do
   id = id + 1
   local sid = string.format('%d', id)
   local h = d[2]
-  redis.call('HSET', K_ITEMS, sid, cjson.encode({ d[1], h, d[3], 0 }))
+  -- d[8], d[9]: a sitemap's kind and a lastmod, present only when set; in `items` they follow the (null)
+  -- validator slots, as `_payload` writes them.
+  local payload = { d[1], h, d[3], 0 }
+  if d[8] ~= nil then payload = { d[1], h, d[3], 0, cjson.null, cjson.null, d[8], d[9] } end
+  redis.call('HSET', K_ITEMS, sid, cjson.encode(payload))
   redis.call('ZADD', k_q(h), id, sid)
   -- Hosts are never deleted, so the host of a dead letter exists.
   local st = load_host(h)
