@@ -129,6 +129,7 @@ def test_recrawl_embedded_fetches_expired_pages_conditionally(out_dir: Path) -> 
             str(DELAY),
             "--resolve",
             "a.test=127.0.0.1",
+            "--no-sitemaps",  # each run is held to exact requests (sitemaps and recrawl: test_e2e_sitemaps.py)
             "--seen-ttl",
             str(TTL),
             "--warc",
@@ -171,7 +172,7 @@ def test_recrawl_on_redis_with_a_frontier_and_a_worker(
     tmp_path: Path, redis_server: RedisServer, redis_job: str
 ) -> None:
     common = ["--redis", redis_server.url, "--job", redis_job]
-    flags = ["--delay", str(DELAY), "--resolve", "a.test=127.0.0.1", "--seen-ttl", str(TTL)]
+    flags = ["--delay", str(DELAY), "--resolve", "a.test=127.0.0.1", "--seen-ttl", str(TTL), "--no-sitemaps"]
     with TestWeb(_site()) as web:
         seed = web.url("a.test", "/")
         first = run_crawler("crawl", seed, *common, *flags, "-o", str(tmp_path / "run1"), "--no-progress")

@@ -7,6 +7,7 @@ Each test runs the real `crawler` process against the loopback test web and judg
 from __future__ import annotations
 
 import gzip
+import time
 import zlib
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -360,3 +361,38 @@ def test_three_workers_queue_each_hosts_sitemaps_once(
             for i in range(5):
                 assert records[f"{h}/p{i}"]["status"] == 200 and records[f"{h}/p{i}"]["depth"] == 1
         assert_polite(web.log, 0.05, slack=0.01)
+
+
+def test_a_recrawl_reads_the_sitemap_again_through_robots_txt(tmp_path: Path) -> None:
+    """Sitemaps are not on the recrawl's list of fetched pages: once expired, robots.txt names them again, and
+    the pages they list are recrawled once each (conditionally where they had validators)."""
+    base = "http://k.test:@PORT@"
+    pages = {
+        "/": html("k"),
+        "/robots.txt": robots(f"Sitemap: {base}/map.xml"),
+        "/map.xml": Page(urlset([(f"{base}/p1", "2024-01-01"), (f"{base}/p2", None)]), headers=XML),
+        "/p1": Page(html("p1").body, headers={"ETag": '"p1"'}),
+        "/p2": html("p2"),
+    }
+    out = tmp_path / "out"
+    with TestWeb({"k.test": Site(pages=pages)}) as web:
+        args = ["crawl", web.url("k.test"), "-o", str(out), "--delay", "0", "--resolve", "*.test=127.0.0.1"]
+        args += ["--seen-ttl", "2", "--no-progress"]
+        first = run_crawler(*args)
+        assert first.returncode == 0, first.stderr
+        ended = time.monotonic()
+        assert sorted(page_key(r["url"]) for r in read_records(out / "pages.jsonl")) == [
+            "k.test/", "k.test/map.xml", "k.test/p1", "k.test/p2",
+        ]  # fmt: skip
+        time.sleep(max(0.0, 2.3 - (time.monotonic() - ended)))
+        web.clear_log()
+        again = run_crawler(*args)
+        assert again.returncode == 0, again.stderr
+        assert "recrawl: 3 pages" in again.stderr  # /, /p1, /p2: not the sitemap
+        requested = sorted(r.path for r in web.log)
+        assert requested == ["/", "/map.xml", "/p1", "/p2", "/robots.txt"]  # each once
+        p1 = next(r for r in web.log if r.path == "/p1")
+        assert p1.headers.get("If-None-Match") == '"p1"' and p1.status == 304
+    second = read_records(out / "pages.jsonl")[4:]
+    assert sorted(page_key(r["url"]) for r in second) == ["k.test/", "k.test/map.xml", "k.test/p1", "k.test/p2"]
+    assert next(r for r in second if r["url"].endswith("/map.xml"))["sitemap_urls"] == 2
