@@ -19,8 +19,9 @@ from redis.exceptions import AuthenticationError, ConnectionError
 
 from crawler.core.errors import CrawlError, ErrorType
 from crawler.core.urlitem import UrlItem
+from frontier.redis.codec import url_hash
 from frontier.redis.keys import StoreKeys, is_store_key, job_prefix
-from frontier.redis.store import RedisStore, url_hash
+from frontier.redis.store import RedisStore
 from frontier.sqlite.store import SqliteStore
 from frontier.store import FrontierStore, HostLimits, Lease, Outcome
 

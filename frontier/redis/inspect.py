@@ -16,8 +16,8 @@ from redis.asyncio import Redis
 
 from crawler.core.urlitem import UrlItem
 from frontier.inspect import HostState, UrlState
+from frontier.redis.codec import decode_robots, url_hash
 from frontier.redis.keys import StoreKeys
-from frontier.redis.store import decode_robots, url_hash
 from frontier.store import KeptRobots
 
 __all__ = ["RedisInspector"]

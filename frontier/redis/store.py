@@ -45,11 +45,19 @@ from redis.asyncio import ConnectionPool
 from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError, ResponseError
 from redis.retry import Retry
-from xxhash import xxh3_64_hexdigest
 
 from crawler.core.urlitem import UrlItem
-from crawler.core.validators import Validators
+from frontier.redis import codec
 from frontier.redis.client import CountingRedis, RedisTraffic
+from frontier.redis.codec import (
+    fetched_member,
+    items_json,
+    lease_of,
+    limit_args,
+    limits_json,
+    payload,
+    url_hash,
+)
 from frontier.redis.keys import StoreKeys, is_store_key
 from frontier.store import (
     AddResult,
@@ -64,7 +72,7 @@ from frontier.store import (
     Recrawled,
 )
 
-__all__ = ["SCRIPTS", "RedisStore", "decode_robots", "encode_robots", "fetched_member", "url_hash"]
+__all__ = ["SCRIPTS", "RedisStore"]
 
 _LUA = Path(__file__).resolve().parent / "lua"
 #: The scripts, one per atomic step; each is `common.lua` followed by `<name>.lua`.
@@ -86,58 +94,6 @@ _COUNTERS = ("queued", "leased", "done", "dead", "hosts")
 TOP_HOSTS_SLICE = 2000
 # Seen entries outlive seen_ttl a little in Redis: the stored `now` decides, the TTL only cleans up.
 _SEEN_GRACE_MS = 1000
-
-
-def url_hash(url: str) -> str:
-    """The seen-set key suffix of a URL: xxh3-64 of its UTF-8 bytes, 16 hex digits."""
-    return xxh3_64_hexdigest(url.encode("utf-8", "surrogatepass"))
-
-
-def encode_robots(robots: KeptRobots) -> bytes:
-    """The `robots:` key's value: `[status, location, fetched_at]` JSON, a newline, the body."""
-    return orjson.dumps([robots.status, robots.location, robots.fetched_at]) + b"\n" + robots.body
-
-
-def decode_robots(url: str, raw: bytes) -> KeptRobots:
-    """`encode_robots` reversed (a value written without `fetched_at` reads as fetched at 0)."""
-    head, _, body = raw.partition(b"\n")
-    fields = orjson.loads(head)
-    fetched_at = float(fields[2]) if len(fields) > 2 else 0.0
-    return KeptRobots(url, int(fields[0]), fields[1], body, fetched_at)
-
-
-def _payload(item: UrlItem, attempts: int, validators: Validators | None = None) -> bytes:
-    extras = item.extras()
-    if validators is None and not extras:
-        return orjson.dumps([item.url, item.host, item.depth, attempts])
-    v = [None, None] if validators is None else [validators.etag, validators.last_modified]
-    return orjson.dumps([item.url, item.host, item.depth, attempts, *v, *extras])
-
-
-def _lease(token: int, raw: bytes, expires_at: float) -> Lease:
-    """A lease from an `items` payload: [url, host, depth, attempts], then [etag, last_modified] if recrawled
-    (or null), then [kind, lastmod] for a sitemap or a URL a sitemap dated."""
-    v = orjson.loads(raw)
-    if len(v) == 4:
-        return Lease(UrlItem(v[0], v[1], v[2], v[3]), token, expires_at)
-    return Lease(UrlItem(v[0], v[1], v[2], v[3], *v[6:8]), token, expires_at, Validators.of(v[4], v[5]))
-
-
-def fetched_member(item: UrlItem) -> str:
-    """The `fetched` ZSET member of a page: "<depth> <host> <url>" (normalized URLs hold no spaces)."""
-    return f"{item.depth} {item.host} {item.url}"
-
-
-def _limit_args(host: str, limits: HostLimits) -> list[Any]:
-    return [host, int(limits.concurrency), float(limits.spacing), "" if limits.budget is None else int(limits.budget)]
-
-
-def _limits_json(limits: dict[str, HostLimits]) -> bytes:
-    """Limits of new hosts for an add-type script: flat [host, concurrency, spacing, budget or -1, ...]."""
-    flat: list[Any] = []
-    for host, lim in limits.items():
-        flat += [host, int(lim.concurrency), float(lim.spacing), -1 if lim.budget is None else int(lim.budget)]
-    return orjson.dumps(flat)
 
 
 class RedisStore:
@@ -252,7 +208,7 @@ class RedisStore:
         """Queue each item whose URL is not seen (or whose seen entry expired), and mark it seen."""
         if not items:
             return AddResult()
-        section, intra_dups = self._items_json(items)
+        section, intra_dups = items_json(items)
         res = await self._with_limits("add", [now, now - self._seen_ttl, self._seen_px], section)
         _, queued, dups, over = res
         return AddResult(queued=int(queued), duplicates=intra_dups + int(dups), over_budget=int(over))
@@ -263,7 +219,7 @@ class RedisStore:
             return []
         expires_at = now + self._lease_ttl
         res = await self._eval("claim", [now, expires_at, int(limit)])
-        return [_lease(int(res[i]), res[i + 1], expires_at) for i in range(0, len(res), 2)]
+        return [lease_of(int(res[i]), res[i + 1], expires_at) for i in range(0, len(res), 2)]
 
     async def complete(self, outcomes: Sequence[Outcome], now: float) -> int:
         """Apply outcomes; returns how many were stale (token mismatch) and ignored."""
@@ -285,14 +241,14 @@ class RedisStore:
                 if o.validators is not None:
                     valid = orjson.dumps([o.validators.etag, o.validators.last_modified]).decode()
             elif kind == "r":
-                data = _payload(item, item.attempts + 1, o.lease.validators).decode()
+                data = payload(item, item.attempts + 1, o.lease.validators).decode()
             else:
                 etype = None if o.error is None else o.error.get("type")
                 dead = [item.url, item.host, item.depth, item.attempts + 1, o.error, now, etype, *item.extras()]
                 data = orjson.dumps(dead).decode()
             flat += [int(o.lease.token), kind, float(o.host_due), float(o.retry_at), data, h, valid]
             links.extend(o.links)
-        section, _ = self._items_json(links)
+        section, _ = items_json(links)
         head = [now, now - self._seen_ttl, self._seen_px, orjson.dumps(flat)]
         res = await self._with_limits("complete", head, section)
         seen = [u for o in outcomes for u in o.seen]
@@ -348,7 +304,7 @@ class RedisStore:
                 member = raw.decode()
                 depth, host, url = member.split(" ", 2)
                 item = UrlItem(url, host, int(depth))
-                flat += [member, url_hash(url), host, _payload(item, 0).decode()]
+                flat += [member, url_hash(url), host, payload(item, 0).decode()]
             n, with_validators = await self._eval("recrawl", [now, threshold, self._seen_px, orjson.dumps(flat)])
             queued += int(n)
             conditional += int(with_validators)
@@ -358,7 +314,7 @@ class RedisStore:
 
     async def set_host_limits(self, host: str, limits: HostLimits) -> None:
         """Change a host's limits (robots Crawl-delay learned, operator override)."""
-        await self._eval("set_limits", _limit_args(host, limits))
+        await self._eval("set_limits", limit_args(host, limits))
 
     async def counts(self) -> Counts:
         """Current queue sizes."""
@@ -428,33 +384,20 @@ class RedisStore:
     async def keep_robots(self, robots: KeptRobots, ttl: float) -> None:
         """Keep a robots.txt answer for every worker to use, expiring `ttl` seconds from now (real time)."""
         key = self.keys.robots(url_hash(robots.url))
-        await self._r.set(key, encode_robots(robots), px=max(1, math.ceil(ttl * 1000)))
+        await self._r.set(key, codec.encode_robots(robots), px=max(1, math.ceil(ttl * 1000)))
 
     async def kept_robots(self, url: str) -> KeptRobots | None:
         """The robots.txt answer kept for `url`, or None (never kept, or expired)."""
         raw = await self._r.get(self.keys.robots(url_hash(url)))
-        return None if raw is None else decode_robots(url, raw)
+        return None if raw is None else codec.decode_robots(url, raw)
 
     # ---------------------------------------------------------------- internals
-
-    def _items_json(self, items: Sequence[UrlItem]) -> tuple[bytes, int]:
-        """Items for an add-type script, deduplicated by URL: flat [url hash, host, item JSON, ...].
-
-        Also returns how many duplicates within `items` were dropped.
-        """
-        batch: dict[str, UrlItem] = {}
-        for item in items:
-            batch.setdefault(url_hash(item.seen_key), item)
-        flat: list[str] = []
-        for h, item in batch.items():
-            flat += [h, item.host, _payload(item, item.attempts).decode()]
-        return orjson.dumps(flat), len(items) - len(batch)
 
     async def _with_limits(self, name: str, head: list[Any], items_json: bytes) -> list[Any]:
         """Run an add-type script; if it names hosts Redis does not know, repeat it with their limits."""
         limits: dict[str, HostLimits] = {}
         while True:
-            res = await self._eval(name, [*head, _limits_json(limits), items_json])
+            res = await self._eval(name, [*head, limits_json(limits), items_json])
             if int(res[0]) == 0:
                 return res
             # Nothing was written; ask host_limits (user code, may raise) before trying again.
