@@ -197,6 +197,9 @@ def main() -> None:
                 recs_b, cpu_b, up_at = crawl(tmp, with_app, "browser")
                 recs_a, cpu_a, _ = crawl(tmp, plain_seeds, "plain")
                 rate_a, rate_b = plain_rate(recs_a), plain_rate(recs_b)
+                wrong = sum(1 for x in recs_a + recs_b if is_plain(x) and x.get("rendered"))
+                if wrong:  # the comparison would measure renders, not a browser that is merely up
+                    raise SystemExit(f"{wrong} plain pages were rendered: the test web no longer fits its purpose")
                 n_plain = sum(1 for x in recs_a if is_plain(x))
                 first_b = min(parse_ts(x["fetched_at"]) for x in recs_b if is_plain(x))
                 up = (up_at - first_b) if up_at is not None else float("nan")

@@ -191,3 +191,10 @@ def test_heuristics_stay_cheap_on_hostile_markup() -> None:
     for html in hostile:
         assert policy.decide("h.test", "auto", html, page).render
     assert time.perf_counter() - started < 1.0
+
+
+def test_an_app_root_after_a_rejected_id_in_the_same_tag_is_found() -> None:
+    """`data-testid="root"` ends in `id="root"` but is not an id; the real `id="app"` after it still counts."""
+    for attrs in ('data-testid="root" id="app"', "xid=root id=root", 'data-reactroot-x="1" data-reactroot'):
+        html = doc(body=f"<div {attrs}></div><script src='/b.js'></script><p>{PROSE}</p><ul>{LINKS * 3}</ul>")
+        assert decide(html) == RenderDecision(True, "app-root"), attrs

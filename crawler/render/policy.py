@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import re
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from crawler.extract.html import Page
@@ -104,15 +105,28 @@ def _noscript_asks_for_js(low: str) -> bool:
     return False
 
 
+def _bounded_match(pattern: re.Pattern[str], low: str, ok: Callable[[int], bool]) -> bool:
+    """A match of `pattern` whose start passes `ok`; a rejected match is retried one character later, so
+    it cannot hide a later match it overlaps (`data-testid="root" id="app"`)."""
+    m = pattern.search(low)
+    while m is not None:
+        if ok(m.start()):
+            return True
+        m = pattern.search(low, m.start() + 1)
+    return False
+
+
 def _has_empty_root(low: str) -> bool:
     """An empty element with an app-root id (`id="root"`, `__next`, ...), `<app-root>` or `data-reactroot`."""
-    for m in _ROOT_ID.finditer(low):
-        at = m.start()
-        if at == 0 or not (low[at - 1].isalnum() or low[at - 1] == "_"):  # \bid
-            return True
+
+    def word_start(at: int) -> bool:  # \bid
+        return at == 0 or not (low[at - 1].isalnum() or low[at - 1] == "_")
+
+    if _bounded_match(_ROOT_ID, low, word_start):
+        return True
     if _APP_ROOT.search(low) is not None:
         return True
-    return any(m.start() > 0 and low[m.start() - 1].isspace() for m in _REACT_ROOT.finditer(low))
+    return _bounded_match(_REACT_ROOT, low, lambda at: at > 0 and low[at - 1].isspace())
 
 
 def _has_ng_app(low: str) -> bool:
