@@ -104,7 +104,6 @@ class Ingest:
         """Keep the normalized URLs that are in scope at `depth` and not known duplicates."""
         items: list[UrlItem] = []
         now = self._clock()
-        recent = self._recent
         stats = self.stats
         for url in urls:
             host = host_key(url)
@@ -115,23 +114,29 @@ class Ingest:
                     continue
                 stats.skip(reason)
                 continue
-            if self.bloom.add(url):
-                seen_at = recent.get(url)
-                if seen_at is not None and now - seen_at < self._ttl:
-                    stats.incr(Counter.DUPLICATE_URLS)
-                    continue
-            recent[url] = now
-            if len(recent) > self._recent_size:
-                del recent[next(iter(recent))]
+            if not self._first_sight(url, now):
+                continue
             items.append(UrlItem(url, host, depth))
         return items
+
+    def _first_sight(self, key: str, now: float) -> bool:
+        """Remember `key` as seen now; False (and counted) when it was seen within the TTL already."""
+        recent = self._recent
+        if self.bloom.add(key):
+            seen_at = recent.get(key)
+            if seen_at is not None and now - seen_at < self._ttl:
+                self.stats.incr(Counter.DUPLICATE_URLS)
+                return False
+        recent[key] = now
+        if len(recent) > self._recent_size:
+            del recent[next(iter(recent))]
+        return True
 
     def admit_items(self, items: Iterable[UrlItem]) -> list[UrlItem]:
         """`admit` for items made elsewhere (a sitemap's, or links a worker sent on), each judged at its own
         depth and deduplicated by its `seen_key`; kept items are returned as they are (kind, lastmod)."""
         kept: list[UrlItem] = []
         now = self._clock()
-        recent = self._recent
         stats = self.stats
         for item in items:
             reason = self._reason(item.url, item.host, item.depth)
@@ -141,15 +146,8 @@ class Ingest:
                     continue
                 stats.skip(reason)
                 continue
-            key = item.seen_key
-            if self.bloom.add(key):
-                seen_at = recent.get(key)
-                if seen_at is not None and now - seen_at < self._ttl:
-                    stats.incr(Counter.DUPLICATE_URLS)
-                    continue
-            recent[key] = now
-            if len(recent) > self._recent_size:
-                del recent[next(iter(recent))]
+            if not self._first_sight(item.seen_key, now):
+                continue
             kept.append(item)
         return kept
 
